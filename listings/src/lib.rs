@@ -1,0 +1,20 @@
+//! The complete small GPT of *Build Your Own AI*, one module per chapter.
+//!
+//! Every function the book shows lives here, compiled and tested; the chapters
+//! include it by anchor. Read the modules in book order:
+//!
+//! | module | chapter |
+//! |---|---|
+//! | [`rng`] | 0, seeded randomness used everywhere |
+//! | [`data`] | 0, the book's own corpus |
+//!
+//! Shape legend used in comments throughout: `B` batch, `T` time (sequence
+//! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
+//! head size (`C / nh`).
+
+pub mod data;
+pub mod rng;
+
+/// The crate's array library, re-exported so a snippet can name it as
+/// `listings::ndarray` without a dependency of its own.
+pub use ndarray;
