@@ -57,8 +57,8 @@ fn main() {
     }
 
     let snippet_dir = out_dir.join("snippets");
-    let _ = std::fs::remove_dir_all(&snippet_dir);
     std::fs::create_dir_all(&snippet_dir).unwrap();
+    let mut written = std::collections::BTreeSet::new();
 
     let mut modules = String::new();
     let mut table = String::from("pub static SNIPPETS: &[Snippet] = &[\n");
@@ -106,7 +106,8 @@ fn main() {
                     })
                     .collect();
                 let file = snippet_dir.join(format!("{module}_{slug}_line{}.rs", s.line));
-                std::fs::write(&file, &program).unwrap();
+                write_if_changed(&file, &program);
+                written.insert(file.clone());
                 let _ = writeln!(
                     modules,
                     "#[path = {:?}]\nmod {module};",
@@ -128,5 +129,19 @@ fn main() {
         }
     }
     table.push_str("];\n");
-    std::fs::write(out_dir.join("snippets.rs"), format!("{modules}\n{table}")).unwrap();
+    write_if_changed(&out_dir.join("snippets.rs"), &format!("{modules}\n{table}"));
+    // Files of blocks that no longer exist.
+    for entry in std::fs::read_dir(&snippet_dir).unwrap().flatten() {
+        if !written.contains(&entry.path()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Leaves a file alone when its content is unchanged, so that rustc's
+/// incremental cache keeps the snippets that were not edited.
+fn write_if_changed(path: &Path, content: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(content) {
+        std::fs::write(path, content).unwrap();
+    }
 }

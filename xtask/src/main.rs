@@ -1,1 +1,196 @@
-fn main() {}
+//! Developer commands for the book: `cargo xtask <command>`.
+//!
+//! - `serve [--port N]`: install mdBook 0.5.4 if it is missing, then build
+//!   and serve the book on localhost, printing the URL.
+//! - `mdbook-test`: run `mdbook test` against an optimised `listings`.
+//! - `bench-harness [--snippets N]`: time the snippet harness on N generated
+//!   snippets (default 200), cold (just edited) and warm.
+//!
+//! See WRITING.md for how the book, the listings and the harness fit.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The mdBook version the book is written for.
+const MDBOOK_VERSION: &str = "0.5.4";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(flag(&args, "--port").unwrap_or("3000")),
+        Some("mdbook-test") => mdbook_test(&root),
+        Some("install-mdbook") => ensure_mdbook().map(drop),
+        Some("bench-harness") => {
+            let n = flag(&args, "--snippets").unwrap_or("200").parse()?;
+            bench_harness(&root, n)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 serve [--port N]          build the book and serve it on localhost\n  \
+                 mdbook-test               run `mdbook test` against the listings crate\n  \
+                 install-mdbook            install mdBook {MDBOOK_VERSION} if it is missing\n  \
+                 bench-harness [--snippets N]  time the snippet harness on N generated snippets"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Returns the `mdbook` to run, installing the book's version with cargo
+/// when it is missing or another version (about 3.5 minutes on 2 cores).
+fn ensure_mdbook() -> Result<String> {
+    let want = format!("mdbook v{MDBOOK_VERSION}");
+    let have = Command::new("mdbook")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if have.as_deref() == Some(want.as_str()) {
+        return Ok("mdbook".into());
+    }
+    eprintln!(
+        "{} found; installing mdBook {MDBOOK_VERSION} with cargo (a few minutes, once)...",
+        have.as_deref().unwrap_or("no mdbook")
+    );
+    run(Command::new("cargo").args([
+        "install",
+        "mdbook",
+        "--locked",
+        "--version",
+        MDBOOK_VERSION,
+    ]))?;
+    Ok("mdbook".into())
+}
+
+fn serve(port: &str) -> Result<()> {
+    let mdbook = ensure_mdbook()?;
+    run(Command::new(&mdbook).arg("build"))?;
+    println!("Serving the book at http://localhost:{port}/ (Ctrl-C to stop)");
+    run(Command::new(&mdbook).args(["serve", "--hostname", "127.0.0.1", "--port", port]))
+}
+
+/// `mdbook test` hands rustdoc only `-L DIR`, and rustdoc refuses a folder
+/// with two builds of one crate (E0464). So build `listings` optimised,
+/// and copy exactly the files of that build into a fresh folder.
+fn mdbook_test(root: &Path) -> Result<()> {
+    let mdbook = ensure_mdbook()?;
+    let out = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "listings",
+            "--lib",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build -p listings failed");
+    }
+    let lib_dir = root.join("target/mdbook-test-deps");
+    let _ = std::fs::remove_dir_all(&lib_dir);
+    std::fs::create_dir_all(&lib_dir)?;
+    let mut copied = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        for file in msg["filenames"].as_array().into_iter().flatten() {
+            let file = Path::new(file.as_str().unwrap_or_default());
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let is_lib =
+                name.ends_with(".rlib") || name.ends_with(".so") || name.ends_with(".rmeta");
+            if is_lib && file.parent().is_some_and(|p| p.ends_with("deps")) {
+                std::fs::copy(file, lib_dir.join(file.file_name().unwrap()))?;
+                copied += 1;
+            }
+        }
+    }
+    eprintln!(
+        "mdbook test with {copied} library files from {}",
+        lib_dir.display()
+    );
+    run(Command::new(&mdbook).arg("test").arg("-L").arg(&lib_dir))
+}
+
+/// Times `cargo test --test book` with `n` generated snippets added through
+/// `BOOK_HARNESS_EXTRA`: once just after they change (rebuild and run) and
+/// once warm (nothing to rebuild).
+fn bench_harness(root: &Path, n: usize) -> Result<()> {
+    let dir = root.join("target/bench-harness");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut md = String::from("# Generated snippets\n\n");
+    for i in 0..n {
+        md.push_str(&format!(
+            "```rust\n# extern crate listings;\nuse listings::rng::{{seeded, RngExt}};\n\
+             let mut rng = seeded({i});\nlet x: f64 = rng.random();\n\
+             let v: Vec<u32> = (0..{}).map(|k| k * {i}).collect();\n\
+             println!(\"snippet {i}: {{:.3}} {{}}\", x, v.iter().sum::<u32>());\n```\n\n\
+             ```output\nsnippet {i}: ... {}\n```\n\n",
+            i % 7 + 1,
+            (0..(i % 7 + 1) as u32).map(|k| k * i as u32).sum::<u32>()
+        ));
+    }
+    std::fs::write(dir.join("generated.md"), &md)?;
+    let time = |label: &str| -> Result<f64> {
+        let t = Instant::now();
+        run(Command::new("cargo")
+            .args(["test", "--test", "book"])
+            .env("BOOK_HARNESS_EXTRA", &dir))?;
+        let s = t.elapsed().as_secs_f64();
+        println!("{label}: {s:.1} s");
+        Ok(s)
+    };
+    // Without the book package's build cache, every snippet is compiled anew.
+    run(Command::new("cargo").args(["clean", "--quiet", "-p", "book"]))?;
+    time(&format!(
+        "{n} generated snippets + the book, compiled from scratch"
+    ))?;
+    // One snippet edited: the others stay in rustc's incremental cache.
+    std::fs::write(
+        dir.join("generated.md"),
+        md.replacen("seeded(0)", "seeded(1000)", 1),
+    )?;
+    time(&format!(
+        "{n} generated snippets + the book, after editing one"
+    ))?;
+    time(&format!("{n} generated snippets + the book, warm"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
