@@ -13,7 +13,8 @@
 //! `<!-- harness: must-pass -->` or `<!-- harness: must-fail TEXT -->`
 //! comment what the harness has to conclude about it.
 //!
-//! Run one chapter: `cargo test --test book -- ch00`.
+//! Run one chapter: `cargo test --test book -- ch00`. With
+//! `BOOK_PRINT_OUTPUT=1`, each block's real output is printed as it runs.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -169,6 +170,9 @@ fn check(index: usize) -> Result<(), String> {
             ));
         }
         _ => {}
+    }
+    if std::env::var_os("BOOK_PRINT_OUTPUT").is_some() {
+        eprintln!("==== {at}\n{}====", outcome.stdout);
     }
     let Some((out_line, expected)) = s.expected else {
         return Ok(());
