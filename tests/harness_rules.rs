@@ -100,6 +100,22 @@ fn every_mutant_of_an_output_fails_against_it() {
 }
 
 #[test]
+fn the_diff_shows_only_real_differences() {
+    // A tolerated number and lines absorbed by `...` are not differences.
+    let d = compare::diff("loss 0.125\n...\nend\nextra", "loss 0.126\nx\ny\nend");
+    assert_eq!(d, " loss 0.126\n x\n y\n end\n-extra\n");
+    let d = compare::diff("a\nb", "a\nc");
+    assert_eq!(d, " a\n-b\n+c\n");
+}
+
+#[test]
+fn fixture_directives_are_read_from_the_comment_before_a_fence() {
+    let md = "<!-- harness: must-fail does not match -->\n```rust\nlet x = 1;\n```\n";
+    let s = markdown::snippets("x.md", Path::new("x.md"), md).unwrap();
+    assert_eq!(s[0].directive.as_deref(), Some("must-fail does not match"));
+}
+
+#[test]
 fn fences_attributes_and_stated_outputs_are_read_as_written() {
     let md = "Text\n\n```rust\nprintln!(\"hi\");\n```\n\n```output\nhi\n```\n\n\
               ```rust,no_run\nloop {}\n```\n\n```text\nnot output\n```\n\n\

@@ -88,20 +88,18 @@ fn pieces(line: &str) -> Vec<Piece> {
         }
         let prev = line[..i].chars().next_back();
         let number_may_start = !matches!(prev, Some(c) if is_word_char(c) || c == '.');
-        if number_may_start {
-            if let Some((len, value, Some(unit))) = read_number(rest) {
-                let next = rest[len..].chars().next();
-                let followed_by_more = matches!(next, Some(c) if is_word_char(c))
-                    || rest[len..].starts_with('.')
-                        && rest[len + 1..].starts_with(|c: char| c.is_ascii_digit());
-                if !followed_by_more {
-                    if !text.is_empty() {
-                        out.push(Piece::Text(std::mem::take(&mut text)));
-                    }
-                    out.push(Piece::Number { value, unit });
-                    i += len;
-                    continue;
+        if number_may_start && let Some((len, value, Some(unit))) = read_number(rest) {
+            let next = rest[len..].chars().next();
+            let followed_by_more = matches!(next, Some(c) if is_word_char(c))
+                || rest[len..].starts_with('.')
+                    && rest[len + 1..].starts_with(|c: char| c.is_ascii_digit());
+            if !followed_by_more {
+                if !text.is_empty() {
+                    out.push(Piece::Text(std::mem::take(&mut text)));
                 }
+                out.push(Piece::Number { value, unit });
+                i += len;
+                continue;
             }
         }
         let c = rest.chars().next().unwrap();
