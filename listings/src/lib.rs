@@ -7,12 +7,14 @@
 //! |---|---|
 //! | [`rng`] | 0, seeded randomness used everywhere |
 //! | [`data`] | 0, the book's own corpus |
+//! | [`figures`] | all: SVG charts drawn from real runs |
 //!
 //! Shape legend used in comments throughout: `B` batch, `T` time (sequence
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
 //! head size (`C / nh`).
 
 pub mod data;
+pub mod figures;
 pub mod rng;
 
 /// The crate's array library, re-exported so a snippet can name it as

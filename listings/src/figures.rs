@@ -1,0 +1,284 @@
+//! Drawing the book's figures as SVG, from numbers a real run produced.
+//!
+//! These helpers only draw: every caller passes measured data (a loss
+//! history, attention weights, token counts). The SVG backend leaves text to
+//! the browser, so nothing here needs a font installed.
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+/// Colours for series, in order: distinct, and readable on white.
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+/// One named line of a [`line_chart`].
+pub struct Series<'a> {
+    /// The legend entry.
+    pub name: &'a str,
+    /// The points, in x order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Labels and scales of a chart.
+pub struct Axes<'a> {
+    /// The title above the chart.
+    pub title: &'a str,
+    /// What the x axis measures, with its unit.
+    pub x_label: &'a str,
+    /// What the y axis measures, with its unit.
+    pub y_label: &'a str,
+    /// Draw the y axis on a log scale (every y must be positive).
+    pub log_y: bool,
+    /// Draw the x axis on a log scale (every x must be positive).
+    pub log_x: bool,
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+fn bounds(values: impl Iterator<Item = f64>, log: bool) -> Result<(f64, f64)> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values {
+        if !v.is_finite() || (log && v <= 0.0) {
+            return Err(anyhow!(
+                "cannot plot {v} on a {} axis",
+                if log { "log" } else { "linear" }
+            ));
+        }
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        return Err(anyhow!("nothing to plot"));
+    }
+    if log {
+        Ok((lo / 1.15, hi * 1.15))
+    } else {
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        Ok((lo - pad, hi + pad))
+    }
+}
+
+/// Draws line series into an SVG file of 760 x 440 pixels.
+///
+/// A log axis is drawn by plotting log10 of the values on a linear axis and
+/// labelling the ticks with the values themselves.
+pub fn line_chart(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
+    let tx = |x: f64| if axes.log_x { x.log10() } else { x };
+    let ty = |y: f64| if axes.log_y { y.log10() } else { y };
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (x0, x1) = bounds(xs, axes.log_x)?;
+    let (y0, y1) = bounds(ys, axes.log_y)?;
+    let label = |log: bool| {
+        move |v: &f64| {
+            let v = if log { 10f64.powf(*v) } else { *v };
+            let digits = if v.abs() >= 100.0 || v == v.round() {
+                0
+            } else if v.abs() >= 1.0 {
+                2
+            } else {
+                3
+            };
+            format!("{v:.digits$}")
+        }
+    };
+    let (fx, fy) = (label(axes.log_x), label(axes.log_y));
+    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(axes.title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(tx(x0)..tx(x1), ty(y0)..ty(y1))
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_label)
+        .y_desc(axes.y_label)
+        .x_label_formatter(&fx)
+        .y_label_formatter(&fy)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_err)?;
+    for (i, s) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let points = s.points.iter().map(|&(x, y)| (tx(x), ty(y)));
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(s.name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+    }
+    if series.iter().any(|s| !s.name.is_empty()) {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Draws a matrix as a grid of shaded cells (white for the smallest value,
+/// dark blue for the largest), with a label for every row and column:
+/// attention weights, for instance, with the attending tokens as rows.
+pub fn heatmap(
+    path: &Path,
+    title: &str,
+    values: &ndarray::ArrayView2<f32>,
+    row_labels: &[String],
+    col_labels: &[String],
+) -> Result<()> {
+    let (rows, cols) = values.dim();
+    if row_labels.len() != rows || col_labels.len() != cols {
+        return Err(anyhow!(
+            "heatmap of {rows} x {cols} values got {} row and {} column labels",
+            row_labels.len(),
+            col_labels.len()
+        ));
+    }
+    let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let cell = (520 / rows.max(cols)).clamp(12, 48) as u32;
+    let (w, h) = (cols as u32 * cell + 170, rows as u32 * cell + 150);
+    let root = SVGBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(80)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..cols as f64, 0.0..rows as f64)
+        .map_err(plot_err)?;
+    let area = chart.plotting_area();
+    for ((r, c), &v) in values.indexed_iter() {
+        let t = f64::from((v - lo) / span);
+        let shade = RGBColor(
+            (255.0 - t * 247.0) as u8,
+            (255.0 - t * 207.0) as u8,
+            (255.0 - t * 148.0) as u8,
+        );
+        // Row 0 at the top.
+        let (x, y) = (c as f64, (rows - 1 - r) as f64);
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 1.0, y + 1.0)],
+            shade.filled(),
+        ))
+        .map_err(plot_err)?;
+    }
+    // Labels beside the cells, in pixels, outside the plotting area.
+    let font = ("sans-serif", 13).into_font();
+    for (r, l) in row_labels.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(0.0, (rows - r) as f64 - 0.5));
+        let style = font
+            .clone()
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        root.draw(&Text::new(l.clone(), (px - 6, py), style))
+            .map_err(plot_err)?;
+    }
+    for (c, l) in col_labels.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(c as f64 + 0.5, 0.0));
+        let style = font
+            .clone()
+            .transform(FontTransform::Rotate270)
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        root.draw(&Text::new(l.clone(), (px, py + 6), style))
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("listings-figures-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn a_line_chart_holds_its_title_labels_and_lines() {
+        let path = temp("lines.svg");
+        let axes = Axes {
+            title: "loss",
+            x_label: "step",
+            y_label: "nats",
+            log_y: true,
+            log_x: false,
+        };
+        let series = [
+            Series {
+                name: "train",
+                points: vec![(0.0, 4.0), (10.0, 2.0), (20.0, 1.5)],
+            },
+            Series {
+                name: "val",
+                points: vec![(0.0, 4.1), (20.0, 1.7)],
+            },
+        ];
+        line_chart(&path, &axes, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in ["loss", "step", "nats", "train", "val", "<polyline"] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+    }
+
+    #[test]
+    fn bad_data_is_an_error_not_a_broken_figure() {
+        let axes = Axes {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            log_y: true,
+            log_x: false,
+        };
+        let neg = [Series {
+            name: "a",
+            points: vec![(0.0, -1.0)],
+        }];
+        assert!(line_chart(&temp("neg.svg"), &axes, &neg).is_err());
+        let nan = [Series {
+            name: "a",
+            points: vec![(0.0, f64::NAN)],
+        }];
+        assert!(line_chart(&temp("nan.svg"), &axes, &nan).is_err());
+        let empty = [Series {
+            name: "a",
+            points: vec![],
+        }];
+        assert!(line_chart(&temp("empty.svg"), &axes, &empty).is_err());
+    }
+
+    #[test]
+    fn a_heatmap_has_one_cell_per_value_and_checks_its_labels() {
+        let v = ndarray::array![[1.0_f32, 0.0], [0.25, 0.75]];
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let path = temp("heat.svg");
+        heatmap(&path, "weights", &v.view(), &labels, &labels).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.matches("<rect").count() >= 4);
+        assert!(heatmap(&path, "w", &v.view(), &labels[..1], &labels).is_err());
+    }
+}
