@@ -7,14 +7,18 @@
 //! |---|---|
 //! | [`rng`] | 0, seeded randomness used everywhere |
 //! | [`data`] | 0, the book's own corpus |
+//! | [`autograd`] | 5, a scalar autograd engine, for intuition |
+//! | [`optim`] | 5, SGD, momentum, AdamW, the schedule, clipping |
 //! | [`figures`] | all: SVG charts drawn from real runs |
 //!
 //! Shape legend used in comments throughout: `B` batch, `T` time (sequence
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
 //! head size (`C / nh`).
 
+pub mod autograd;
 pub mod data;
 pub mod figures;
+pub mod optim;
 pub mod rng;
 
 /// The crate's array library, re-exported so a snippet can name it as
