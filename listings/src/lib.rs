@@ -10,6 +10,7 @@
 //! | [`autograd`] | 5, a scalar autograd engine, for intuition |
 //! | [`optim`] | 5, SGD, momentum, AdamW, the schedule, clipping |
 //! | [`figures`] | all: SVG charts drawn from real runs |
+//! | [`tokens`] | 1, byte-level BPE; tiktoken's encodings reproduced |
 //!
 //! Shape legend used in comments throughout: `B` batch, `T` time (sequence
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
@@ -20,6 +21,7 @@ pub mod data;
 pub mod figures;
 pub mod optim;
 pub mod rng;
+pub mod tokens;
 
 /// The crate's array library, re-exported so a snippet can name it as
 /// `listings::ndarray` without a dependency of its own.

@@ -1,0 +1,221 @@
+//! `listings`: the book's code on your own text, from the command line.
+//!
+//! ```text
+//! listings tokenize --encoding cl100k_base notes.txt      # token ids
+//! listings tokenize --encoding o200k_base --count -        # count stdin's tokens
+//! echo 9906 1917 | listings tokenize -e cl100k_base --decode
+//! listings train-tokenizer corpus.txt --vocab-size 1024 -o my.bpe
+//! listings tokenize --encoding my.bpe notes.txt
+//! ```
+//!
+//! Errors go to standard error, with exit code 1.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use listings::tokens::{
+    BOOK_VOCAB_SIZE, Encoding, Tokenizer, train_book_tokenizer, train_with_endoftext,
+};
+
+/// The small GPT of "Build Your Own AI", from the command line.
+#[derive(Parser)]
+#[command(name = "listings", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Turn text into token ids, or token ids back into text.
+    Tokenize(TokenizeArgs),
+    /// Train a byte-level BPE tokenizer on a text and save it.
+    TrainTokenizer(TrainTokenizerArgs),
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    /// r50k_base, cl100k_base, o200k_base, book (the book's own tokenizer),
+    /// or the path of a file saved by `train-tokenizer`.
+    #[arg(long, short)]
+    encoding: String,
+    /// The input, read as one text; `-` for standard input.
+    #[arg(default_value = "-")]
+    input: String,
+    /// Print only the number of tokens.
+    #[arg(long, conflicts_with = "decode")]
+    count: bool,
+    /// Read whitespace-separated token ids and print the text they stand for.
+    #[arg(long)]
+    decode: bool,
+    /// Treat special tokens such as <|endoftext|> as single tokens (by
+    /// default they are plain text).
+    #[arg(long, conflicts_with = "decode")]
+    special: bool,
+}
+
+#[derive(Args)]
+struct TrainTokenizerArgs {
+    /// The text to train on, or `-` for standard input; the book's corpus
+    /// (its first 90%) if omitted.
+    input: Option<String>,
+    /// The number of token ids, the 256 bytes and <|endoftext|> included.
+    #[arg(long, default_value_t = BOOK_VOCAB_SIZE)]
+    vocab_size: usize,
+    /// Where to save the tokenizer.
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and succeed; usage errors fail.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Tokenize(args) => tokenize(&args),
+        Command::TrainTokenizer(args) => train_tokenizer(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `listings tokenize`.
+fn tokenize(args: &TokenizeArgs) -> Result<()> {
+    let tokenizer = load_encoding(&args.encoding)?;
+    let bytes = read_input(&args.input)?;
+    let text = as_text(&bytes, &args.input)?;
+    if args.decode {
+        let ids = parse_ids(text, &args.input)?;
+        let decoded = tokenizer
+            .decode_bytes(&ids)
+            .with_context(|| format!("cannot decode with {}", args.encoding))?;
+        return write_stdout(&decoded);
+    }
+    let ids = if args.special {
+        tokenizer.encode_with_special(text)
+    } else {
+        tokenizer.encode(text)
+    };
+    let out = if args.count {
+        format!("{}\n", ids.len())
+    } else if ids.is_empty() {
+        String::new()
+    } else {
+        let words: Vec<String> = ids.iter().map(u32::to_string).collect();
+        words.join(" ") + "\n"
+    };
+    write_stdout(out.as_bytes())
+}
+
+/// `listings train-tokenizer`.
+fn train_tokenizer(args: &TrainTokenizerArgs) -> Result<()> {
+    let tokenizer = match &args.input {
+        None => train_book_tokenizer(args.vocab_size),
+        Some(input) => {
+            let bytes = read_input(input)?;
+            train_with_endoftext(as_text(&bytes, input)?, args.vocab_size)
+        }
+    };
+    tokenizer.save(&args.output)?;
+    eprintln!(
+        "saved a tokenizer of {} ids to {}",
+        tokenizer.vocab_size(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// The tokenizer an `--encoding` value names.
+fn load_encoding(name: &str) -> Result<Tokenizer> {
+    if let Ok(encoding) = name.parse::<Encoding>() {
+        return Ok(encoding.tokenizer()?);
+    }
+    if name == "book" {
+        return Ok(train_book_tokenizer(BOOK_VOCAB_SIZE));
+    }
+    if Path::new(name).exists() {
+        return Ok(Tokenizer::load(name)?);
+    }
+    let names: Vec<&str> = Encoding::ALL.iter().map(|e| e.name()).collect();
+    bail!(
+        "unknown encoding {name:?}: expected one of {}, book, or the path of a tokenizer file \
+         saved by `listings train-tokenizer` (there is no file {name:?})",
+        names.join(", ")
+    )
+}
+
+/// All the bytes of a file, or of standard input for `-`.
+fn read_input(input: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if input == "-" {
+        io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+    } else {
+        bytes = std::fs::read(input).with_context(|| format!("cannot read {input}"))?;
+    }
+    Ok(bytes)
+}
+
+/// The input as text, or an error naming the first byte that is not UTF-8.
+fn as_text<'a>(bytes: &'a [u8], input: &str) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let source = if input == "-" { "standard input" } else { input };
+        let offset = e.valid_up_to();
+        match e.error_len() {
+            Some(_) => anyhow!(
+                "{source} is not valid UTF-8 text: the byte at offset {offset} (0x{:02x}) is not part of a valid character",
+                bytes[offset]
+            ),
+            None => anyhow!("{source} is not valid UTF-8 text: it ends in the middle of a character at byte offset {offset}"),
+        }
+    })
+}
+
+/// Token ids separated by whitespace.
+fn parse_ids(text: &str, input: &str) -> Result<Vec<u32>> {
+    let source = if input == "-" {
+        "standard input"
+    } else {
+        input
+    };
+    text.split_whitespace()
+        .enumerate()
+        .map(|(i, word)| {
+            word.parse().map_err(|_| {
+                anyhow!(
+                    "{source}: item {} ({word:?}) is not a token id (a whole number)",
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,149 @@
+//! Choosing the vocabulary size by measurement, and the book's tokenizer.
+//!
+//! More merges make tokens longer, so a text takes fewer tokens; but each
+//! token is a row of the model's embedding table and a column of its output
+//! layer, and a merge learned from one phrase of the training text does
+//! nothing for new text. [`compression_table`] measures bytes per token on
+//! text the tokenizer was *not* trained on, for several vocabulary sizes;
+//! the book picks its size where that curve flattens.
+
+use std::sync::OnceLock;
+
+use super::{BOOK_PATTERN, BuildError, ENDOFTEXT, Tokenizer, train};
+use crate::data;
+
+/// The book's vocabulary size, `<|endoftext|>` included.
+///
+/// It is [`choose_vocab_size`] of [`book_compression_table`]: the smallest
+/// of [`VOCAB_SIZES`] that gets within 5% of the best compression on
+/// held-out text (a test checks that this still holds).
+pub const BOOK_VOCAB_SIZE: usize = 2048;
+
+/// Vocabulary sizes the chapter compares.
+pub const VOCAB_SIZES: [usize; 6] = [256, 512, 1024, 2048, 4096, 8192];
+
+/// Compression at one vocabulary size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompressionRow {
+    /// The vocabulary size asked for (the 256 bytes included).
+    pub vocab_size: usize,
+    /// The vocabulary size reached: smaller if the training text ran out of
+    /// pairs to merge (every chunk already a single token).
+    pub learned: usize,
+    /// Bytes per token on the training text.
+    pub train_bytes_per_token: f64,
+    /// Bytes per token on the held-out text: the number that matters.
+    pub heldout_bytes_per_token: f64,
+}
+
+// ANCHOR: compression_table
+/// Bytes per token on `train_text` and on `heldout`, for a tokenizer trained
+/// on `train_text` to each of `vocab_sizes`.
+///
+/// Training is done once, to the largest size: training to a smaller size
+/// gives a prefix of the same merges.
+///
+/// ```
+/// use listings::tokens::{compression_table, BOOK_PATTERN};
+/// let text = "the cat sat on the mat. ".repeat(20);
+/// let table = compression_table(&text, "the rat sat on the cat.", &[256, 300], BOOK_PATTERN)?;
+/// assert_eq!(table[0].heldout_bytes_per_token, 1.0); // bytes only
+/// assert!(table[1].heldout_bytes_per_token > 2.0);
+/// # Ok::<(), listings::tokens::BuildError>(())
+/// ```
+pub fn compression_table(
+    train_text: &str,
+    heldout: &str,
+    vocab_sizes: &[usize],
+    pattern: &str,
+) -> Result<Vec<CompressionRow>, BuildError> {
+    let largest = vocab_sizes.iter().copied().max().unwrap_or(256);
+    let merges = train(train_text, largest, pattern)?;
+    let mut rows = Vec::with_capacity(vocab_sizes.len());
+    for &vocab_size in vocab_sizes {
+        let n_merges = vocab_size.saturating_sub(256).min(merges.len());
+        let tokenizer = Tokenizer::from_merges(&merges[..n_merges], pattern, &[])?;
+        rows.push(CompressionRow {
+            vocab_size,
+            learned: 256 + n_merges,
+            train_bytes_per_token: bytes_per_token(&tokenizer, train_text),
+            heldout_bytes_per_token: bytes_per_token(&tokenizer, heldout),
+        });
+    }
+    Ok(rows)
+}
+
+/// Bytes of `text` per token (0 for an empty text).
+pub fn bytes_per_token(tokenizer: &Tokenizer, text: &str) -> f64 {
+    let tokens = tokenizer.encode(text).len();
+    if tokens == 0 {
+        0.0
+    } else {
+        text.len() as f64 / tokens as f64
+    }
+}
+// ANCHOR_END: compression_table
+
+// ANCHOR: choose_vocab_size
+/// The smallest vocabulary size whose held-out compression is within 5% of
+/// the best in `table`: past it, more tokens buy little.
+///
+/// ```
+/// use listings::tokens::{measure::choose_vocab_size, CompressionRow};
+/// let row = |vocab_size, bpt| CompressionRow {
+///     vocab_size, learned: vocab_size, train_bytes_per_token: bpt, heldout_bytes_per_token: bpt,
+/// };
+/// let table = [row(256, 1.0), row(512, 2.0), row(1024, 2.9), row(2048, 3.0)];
+/// assert_eq!(choose_vocab_size(&table), Some(1024));
+/// ```
+pub fn choose_vocab_size(table: &[CompressionRow]) -> Option<usize> {
+    let best = table
+        .iter()
+        .map(|row| row.heldout_bytes_per_token)
+        .fold(0.0, f64::max);
+    let good_enough = table
+        .iter()
+        .filter(|row| row.heldout_bytes_per_token >= 0.95 * best);
+    good_enough.map(|row| row.vocab_size).min()
+}
+// ANCHOR_END: choose_vocab_size
+
+/// [`compression_table`] on the book's corpus: trained on its first 90%,
+/// measured on the last 10% (the same split the model trains on), for
+/// [`VOCAB_SIZES`].
+pub fn book_compression_table() -> Vec<CompressionRow> {
+    let corpus = data::corpus();
+    let (train_text, heldout) = data::train_val_split(&corpus, 0.9);
+    compression_table(train_text, heldout, &VOCAB_SIZES, BOOK_PATTERN)
+        .expect("the book's pattern compiles")
+}
+
+// ANCHOR: train_book_tokenizer
+/// A tokenizer trained on `text` with [`BOOK_PATTERN`]: `vocab_size` ids in
+/// all, the last being `<|endoftext|>` (as in GPT-2, whose 50,257 ids are
+/// 50,256 ranks and `<|endoftext|>`). A `vocab_size` of 257 or less gives
+/// just the 256 bytes and `<|endoftext|>`; a text that runs out of pairs to
+/// merge gives fewer ids than asked for.
+pub fn train_with_endoftext(text: &str, vocab_size: usize) -> Tokenizer {
+    let merges = train(text, vocab_size.saturating_sub(1), BOOK_PATTERN)
+        .expect("the book's pattern compiles");
+    let endoftext = (256 + merges.len()) as u32;
+    Tokenizer::from_merges(&merges, BOOK_PATTERN, &[(ENDOFTEXT, endoftext)])
+        .expect("merges from the trainer always make a tokenizer")
+}
+
+/// The book's tokenizer: [`train_with_endoftext`] on the first 90% of the
+/// corpus (the part the model trains on).
+pub fn train_book_tokenizer(vocab_size: usize) -> Tokenizer {
+    let corpus = data::corpus();
+    let (train_text, _) = data::train_val_split(&corpus, 0.9);
+    train_with_endoftext(train_text, vocab_size)
+}
+// ANCHOR_END: train_book_tokenizer
+
+/// [`train_book_tokenizer`]`(`[`BOOK_VOCAB_SIZE`]`)`, trained once per
+/// process.
+pub fn book_tokenizer() -> &'static Tokenizer {
+    static BOOK: OnceLock<Tokenizer> = OnceLock::new();
+    BOOK.get_or_init(|| train_book_tokenizer(BOOK_VOCAB_SIZE))
+}
