@@ -9,6 +9,23 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
+/// One figure of the book: the file it is written to, and the run that
+/// draws it.
+pub struct Figure {
+    /// The SVG file name under `src/figures/`.
+    pub file: &'static str,
+    /// What it shows, in a few words.
+    pub what: &'static str,
+    /// Runs the experiment and writes the SVG to the given path.
+    pub draw: fn(&Path) -> Result<()>,
+}
+
+/// Every figure of the book, in chapter order. `listings figures` (and
+/// `cargo xtask figures`) draws them into `src/figures/`.
+pub fn all() -> Vec<Figure> {
+    vec![]
+}
+
 /// Colours for series, in order: distinct, and readable on white.
 pub const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),

@@ -34,6 +34,20 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Train a byte-level BPE tokenizer on a text and save it.
     TrainTokenizer(TrainTokenizerArgs),
+    /// Draw the book's figures from real runs, as SVG files.
+    Figures(FiguresArgs),
+}
+
+#[derive(Args)]
+struct FiguresArgs {
+    /// The folder to write to (the book's is src/figures).
+    #[arg(long, default_value = "src/figures")]
+    out: PathBuf,
+    /// Only the figures whose file names contain one of these words.
+    only: Vec<String>,
+    /// List the figures instead of drawing them.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Args)]
@@ -86,6 +100,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tokenize(args) => tokenize(&args),
         Command::TrainTokenizer(args) => train_tokenizer(&args),
+        Command::Figures(args) => figures(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +137,39 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
         words.join(" ") + "\n"
     };
     write_stdout(out.as_bytes())
+}
+
+/// `listings figures`.
+fn figures(args: &FiguresArgs) -> Result<()> {
+    let chosen: Vec<_> = listings::figures::all()
+        .into_iter()
+        .filter(|f| args.only.is_empty() || args.only.iter().any(|w| f.file.contains(w.as_str())))
+        .collect();
+    if args.list {
+        for f in &chosen {
+            println!("{}  {}", f.file, f.what);
+        }
+        return Ok(());
+    }
+    if chosen.is_empty() {
+        bail!(
+            "no figure matches {:?}; `listings figures --list` lists them",
+            args.only
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for f in chosen {
+        let start = std::time::Instant::now();
+        let path = args.out.join(f.file);
+        (f.draw)(&path).with_context(|| format!("drawing {}", f.file))?;
+        eprintln!(
+            "drew {} in {:.1} s",
+            path.display(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// `listings train-tokenizer`.

@@ -3,6 +3,7 @@
 //! - `serve [--port N]`: install mdBook 0.5.4 if it is missing, then build
 //!   and serve the book on localhost, printing the URL.
 //! - `mdbook-test`: run `mdbook test` against an optimised `listings`.
+//! - `figures [NAME...]`: redraw the book's figures from real runs.
 //! - `bench-harness [--snippets N]`: time the snippet harness on N generated
 //!   snippets (default 200), cold (just edited) and warm.
 //!
@@ -24,6 +25,18 @@ fn main() -> Result<()> {
         Some("serve") => serve(flag(&args, "--port").unwrap_or("3000")),
         Some("mdbook-test") => mdbook_test(&root),
         Some("install-mdbook") => ensure_mdbook().map(drop),
+        Some("figures") => run(Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "listings",
+                "--",
+                "figures",
+                "--out",
+                "src/figures",
+            ])
+            .args(&args[1..])),
         Some("bench-harness") => {
             let n = flag(&args, "--snippets").unwrap_or("200").parse()?;
             bench_harness(&root, n)
@@ -35,6 +48,7 @@ fn main() -> Result<()> {
                  serve [--port N]          build the book and serve it on localhost\n  \
                  mdbook-test               run `mdbook test` against the listings crate\n  \
                  install-mdbook            install mdBook {MDBOOK_VERSION} if it is missing\n  \
+                 figures [NAME...]         redraw the book's figures (src/figures) from real runs\n  \
                  bench-harness [--snippets N]  time the snippet harness on N generated snippets"
             );
             std::process::exit(2);
