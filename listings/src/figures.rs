@@ -23,7 +23,18 @@ pub struct Figure {
 /// Every figure of the book, in chapter order. `listings figures` (and
 /// `cargo xtask figures`) draws them into `src/figures/`.
 pub fn all() -> Vec<Figure> {
-    vec![]
+    vec![
+        Figure {
+            file: "tokens-compression.svg",
+            what: "chapter 1: bytes per token against vocabulary size, the book's BPE",
+            draw: crate::tokens::figures::compression,
+        },
+        Figure {
+            file: "tokens-languages.svg",
+            what: "chapter 1: tokens for the same sentences in eleven languages, three encodings",
+            draw: crate::tokens::figures::languages,
+        },
+    ]
 }
 
 /// Colours for series, in order: distinct, and readable on white.
@@ -90,6 +101,17 @@ fn bounds(values: impl Iterator<Item = f64>, log: bool) -> Result<(f64, f64)> {
 /// A log axis is drawn by plotting log10 of the values on a linear axis and
 /// labelling the ticks with the values themselves.
 pub fn line_chart(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
+    line_chart_with_legend(path, axes, series, SeriesLabelPosition::UpperRight)
+}
+
+/// [`line_chart`] with the legend at `legend` instead of the upper right
+/// corner, for curves that pass through that corner.
+pub fn line_chart_with_legend(
+    path: &Path,
+    axes: &Axes,
+    series: &[Series],
+    legend: SeriesLabelPosition,
+) -> Result<()> {
     let tx = |x: f64| if axes.log_x { x.log10() } else { x };
     let ty = |y: f64| if axes.log_y { y.log10() } else { y };
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
@@ -142,12 +164,111 @@ pub fn line_chart(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
     if series.iter().any(|s| !s.name.is_empty()) {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .draw()
             .map_err(plot_err)?;
     }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// One named set of bars of a [`bar_chart`]: one value per group.
+pub struct Bars<'a> {
+    /// The legend entry.
+    pub name: &'a str,
+    /// One value per group, in the order of the groups.
+    pub values: Vec<f64>,
+}
+
+/// Draws grouped bars into an SVG file of 760 x 440 pixels: for each group
+/// (a label under the x axis) one bar per series, side by side, in the
+/// series' colours. The y axis starts at 0; `axes.log_x` and `axes.log_y`
+/// must be false, and every value must be finite and not negative.
+pub fn bar_chart(path: &Path, axes: &Axes, groups: &[&str], series: &[Bars]) -> Result<()> {
+    if axes.log_x || axes.log_y {
+        return Err(anyhow!("a bar chart has linear axes"));
+    }
+    if groups.is_empty() || series.is_empty() {
+        return Err(anyhow!("nothing to plot"));
+    }
+    for s in series {
+        if s.values.len() != groups.len() {
+            return Err(anyhow!(
+                "series {:?} has {} values for {} groups",
+                s.name,
+                s.values.len(),
+                groups.len()
+            ));
+        }
+        if let Some(v) = s.values.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            return Err(anyhow!("cannot draw a bar of height {v}"));
+        }
+    }
+    let top = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .fold(0.0, f64::max);
+    let top = if top > 0.0 { top * 1.08 } else { 1.0 };
+    let n = groups.len() as f64;
+    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(axes.title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..n, 0.0..top)
+        .map_err(plot_err)?;
+    let y_label = |v: &f64| {
+        if *v == v.round() {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .x_desc(axes.x_label)
+        .y_desc(axes.y_label)
+        .y_label_formatter(&y_label)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_err)?;
+    // Each group is one unit wide; its bars fill the middle 80%.
+    let width = 0.8 / series.len() as f64;
+    for (i, s) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let bars = s.values.iter().enumerate().map(|(g, &v)| {
+            let x = g as f64 + 0.1 + i as f64 * width;
+            Rectangle::new([(x, 0.0), (x + width * 0.92, v)], colour.filled())
+        });
+        chart
+            .draw_series(bars)
+            .map_err(plot_err)?
+            .label(s.name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+    }
+    let font = ("sans-serif", 13).into_font();
+    for (g, label) in groups.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
+        let style = font
+            .clone()
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(label.to_string(), (px, py + 6), style))
+            .map_err(plot_err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
@@ -297,5 +418,43 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.matches("<rect").count() >= 4);
         assert!(heatmap(&path, "w", &v.view(), &labels[..1], &labels).is_err());
+    }
+
+    #[test]
+    fn a_bar_chart_has_one_bar_per_value_and_checks_its_data() {
+        let axes = Axes {
+            title: "tokens",
+            x_label: "language",
+            y_label: "count",
+            log_y: false,
+            log_x: false,
+        };
+        let series = [
+            Bars {
+                name: "old",
+                values: vec![3.0, 5.0, 8.0],
+            },
+            Bars {
+                name: "new",
+                values: vec![2.0, 4.0, 0.0],
+            },
+        ];
+        let groups = ["en", "fr", "hi"];
+        let path = temp("bars.svg");
+        bar_chart(&path, &axes, &groups, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "tokens", "language", "count", "old", "new", "en", "fr", "hi",
+        ] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+        // Six bars, two legend swatches, the background.
+        assert!(svg.matches("<rect").count() >= 9);
+        assert!(bar_chart(&path, &axes, &groups[..2], &series).is_err());
+        let negative = [Bars {
+            name: "a",
+            values: vec![1.0, -1.0, 2.0],
+        }];
+        assert!(bar_chart(&path, &axes, &groups, &negative).is_err());
     }
 }

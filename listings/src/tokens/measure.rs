@@ -147,3 +147,63 @@ pub fn book_tokenizer() -> &'static Tokenizer {
     static BOOK: OnceLock<Tokenizer> = OnceLock::new();
     BOOK.get_or_init(|| train_book_tokenizer(BOOK_VOCAB_SIZE))
 }
+
+// ANCHOR: translations
+/// The same two sentences in eleven languages, for comparing what each
+/// costs in tokens. (English name of the language, text.)
+pub const TRANSLATIONS: [(&str, &str); 11] = [
+    (
+        "English",
+        "My friend bought fresh bread at the market this morning. \
+         The train to the city leaves at eight o'clock.",
+    ),
+    (
+        "French",
+        "Mon ami a acheté du pain frais au marché ce matin. \
+         Le train pour la ville part à huit heures.",
+    ),
+    (
+        "German",
+        "Mein Freund hat heute Morgen auf dem Markt frisches Brot gekauft. \
+         Der Zug in die Stadt fährt um acht Uhr ab.",
+    ),
+    (
+        "Spanish",
+        "Mi amigo compró pan fresco en el mercado esta mañana. \
+         El tren a la ciudad sale a las ocho.",
+    ),
+    (
+        "Russian",
+        "Мой друг купил свежий хлеб на рынке сегодня утром. \
+         Поезд в город отправляется в восемь часов.",
+    ),
+    (
+        "Greek",
+        "Ο φίλος μου αγόρασε φρέσκο ψωμί στην αγορά σήμερα το πρωί. \
+         Το τρένο για την πόλη φεύγει στις οκτώ.",
+    ),
+    (
+        "Arabic",
+        "اشترى صديقي خبزًا طازجًا من السوق هذا الصباح. \
+         يغادر القطار إلى المدينة في الساعة الثامنة.",
+    ),
+    (
+        "Hindi",
+        "मेरे दोस्त ने आज सुबह बाज़ार से ताज़ी रोटी खरीदी। \
+         शहर जाने वाली ट्रेन आठ बजे निकलती है।",
+    ),
+    (
+        "Chinese",
+        "我的朋友今天早上在市场买了新鲜的面包。去城里的火车八点出发。",
+    ),
+    (
+        "Japanese",
+        "私の友達は今朝、市場で焼きたてのパンを買いました。街へ行く電車は八時に出発します。",
+    ),
+    (
+        "Korean",
+        "내 친구는 오늘 아침 시장에서 신선한 빵을 샀다. \
+         도시로 가는 기차는 여덟 시에 출발한다.",
+    ),
+];
+// ANCHOR_END: translations

@@ -13,6 +13,7 @@
 //! | [`tiktoken`] | [`Encoding`]: `r50k_base`, `cl100k_base`, `o200k_base`, with their ranks rebuilt from tiktoken-rs |
 //! | [`mod@format`] | saving and loading a trained tokenizer as a small text file |
 //! | [`measure`] | compression (bytes per token) against vocabulary size, and the book's own tokenizer |
+//! | [`mod@figures`] | the chapter's figures: compression against vocabulary size, tokens per language |
 //!
 //! Token ids are `u32`, as in tiktoken. In a BPE vocabulary a token's id is
 //! also its *rank*: the lower the id, the earlier the merge that made it, and
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod bpe;
+pub mod figures;
 pub mod format;
 pub mod measure;
 pub mod pretokenize;

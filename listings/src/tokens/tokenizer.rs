@@ -410,6 +410,26 @@ impl Tokenizer {
         })
     }
     // ANCHOR_END: decode
+
+    // ANCHOR: pieces
+    /// Each token of `ids` as text, to show where a text was cut. A token
+    /// that holds only part of a character shows as `�` (U+FFFD), and an id
+    /// that is not a token as `?`.
+    ///
+    /// ```
+    /// use listings::tokens::Encoding;
+    /// let gpt2 = Encoding::R50kBase.tokenizer()?;
+    /// assert_eq!(gpt2.pieces(&gpt2.encode("Hello world")), ["Hello", " world"]);
+    /// # Ok::<(), listings::tokens::BuildError>(())
+    /// ```
+    pub fn pieces(&self, ids: &[u32]) -> Vec<String> {
+        let piece = |&id: &u32| match self.token_bytes(id) {
+            Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            None => "?".to_string(),
+        };
+        ids.iter().map(piece).collect()
+    }
+    // ANCHOR_END: pieces
 }
 
 /// Where the lowest-ranked pair starts, and its rank; `None` if no pair can
