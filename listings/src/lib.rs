@@ -11,6 +11,7 @@
 //! | [`optim`] | 5, SGD, momentum, AdamW, the schedule, clipping |
 //! | [`figures`] | all: SVG charts drawn from real runs |
 //! | [`tokens`] | 1, byte-level BPE; tiktoken's encodings reproduced |
+//! | [`model`] | 2-4, embeddings, attention, the transformer: the GPT forward pass |
 //!
 //! Shape legend used in comments throughout: `B` batch, `T` time (sequence
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
@@ -19,6 +20,7 @@
 pub mod autograd;
 pub mod data;
 pub mod figures;
+pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod tokens;

@@ -1,0 +1,204 @@
+//! Causal self-attention: each position takes a weighted average of the
+//! values of the positions up to it, weighted by how well its query matches
+//! their keys.
+//!
+//! Two versions of the same computation:
+//!
+//! - [`attention_head`] and [`attention_reference`] say it plainly: one head
+//!   at a time, small matrices, a mask of `-∞` added before the softmax;
+//! - [`attention_forward`] is what the model runs: it reads the heads
+//!   straight out of the `qkv` array without copying, skips the masked
+//!   positions, and shares the sequences out between the machine's cores. The tests
+//!   check that both give the same numbers.
+//!
+//! Shapes: `B` batch, `T` time, `C` channels, `nh` heads, `hs = C / nh` head size.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{
+    Array1, Array2, Array3, Array4, ArrayRef1, ArrayRef2, ArrayRef3, ArrayRef4, ArrayView2,
+    ArrayViewMut2, ArrayViewMut3, Axis, Zip, s,
+};
+
+use super::layers::fast_exp;
+use super::parallel::{max, out_slice, pool, simd, sum_map};
+
+// ANCHOR: softmax
+/// Softmax: turn scores into probabilities, bigger scores getting more.
+///
+/// `p_i = e^(x_i) / Σ_j e^(x_j)`, computed as `e^(x_i - max) / Σ_j e^(x_j -
+/// max)`: the same numbers (the factor `e^(-max)` cancels), but no `e^1000`
+/// to overflow. Entries of `-∞` get probability 0.
+///
+/// ```
+/// use listings::model::softmax;
+/// use ndarray::array;
+/// let p = softmax(&array![1000.0, 1000.0, 999.0]);
+/// assert!((p.sum() - 1.0).abs() < 1e-6);
+/// assert!((p[0] - 0.4223).abs() < 1e-4);
+/// ```
+pub fn softmax(x: &ArrayRef1<f32>) -> Array1<f32> {
+    let max = x.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let e = x.mapv(|v| (v - max).exp());
+    let sum = e.sum();
+    e / sum
+}
+// ANCHOR_END: softmax
+
+// ANCHOR: causal_mask
+/// The causal mask for `t` positions: 0 where position `i` may look at
+/// position `j` (`j <= i`, the past and itself), `-∞` where it may not (the
+/// future). Added to the scores before the softmax, it gives the future
+/// weight exactly 0.
+///
+/// ```
+/// use listings::model::causal_mask;
+/// let m = causal_mask(3);
+/// assert_eq!(m.row(0).to_vec(), [0.0, f32::NEG_INFINITY, f32::NEG_INFINITY]);
+/// assert_eq!(m.row(2).to_vec(), [0.0, 0.0, 0.0]);
+/// ```
+pub fn causal_mask(t: usize) -> Array2<f32> {
+    Array2::from_shape_fn(
+        (t, t),
+        |(i, j)| if j <= i { 0.0 } else { f32::NEG_INFINITY },
+    )
+}
+// ANCHOR_END: causal_mask
+
+// ANCHOR: attention_head
+/// One attention head, written as the formula:
+/// `softmax(Q·Kᵀ / sqrt(hs) + mask) · V`.
+///
+/// Row `i` of the scores says how well query `i` matches every key; the
+/// softmax turns each row into weights that sum to 1; the output row `i` is
+/// the weighted average of the value rows. Dividing by `sqrt(hs)` keeps the
+/// scores' spread near 1 whatever the head size, so the softmax does not
+/// saturate. With `causal`, position `i` only sees positions `0..=i`.
+///
+/// Shapes: `q`, `k`, `v` `(T, hs)`; returns the output `(T, hs)` and the
+/// attention weights `(T, T)`.
+pub fn attention_head(
+    q: &ArrayRef2<f32>,
+    k: &ArrayRef2<f32>,
+    v: &ArrayRef2<f32>,
+    causal: bool,
+) -> (Array2<f32>, Array2<f32>) {
+    let (t, hs) = q.dim();
+    let mut scores = q.dot(&k.t()) / (hs as f32).sqrt(); // (T, hs) x (hs, T) -> (T, T)
+    if causal {
+        scores += &causal_mask(t);
+    }
+    for mut row in scores.rows_mut() {
+        let weights = softmax(&row);
+        row.assign(&weights);
+    }
+    let out = scores.dot(v); // (T, T) x (T, hs) -> (T, hs)
+    (out, scores)
+}
+// ANCHOR_END: attention_head
+
+// ANCHOR: attention_reference
+/// Multi-head causal self-attention, one head at a time: the plain version
+/// that [`attention_forward`] is checked against.
+///
+/// `qkv` holds each token's query, key and value side by side (`c_attn`'s
+/// output). Head `h` owns channels `h·hs .. (h+1)·hs` of each; its outputs are
+/// written to the same channels of the result, so the heads end up side by
+/// side again (the "merge" of the heads).
+///
+/// Shapes: `qkv` `(B, T, 3C)`; returns the output `(B, T, C)` and the
+/// attention weights `(B, nh, T, T)`.
+pub fn attention_reference(qkv: &ArrayRef3<f32>, n_head: usize) -> (Array3<f32>, Array4<f32>) {
+    let (b, t, c3) = qkv.dim();
+    let c = c3 / 3;
+    let hs = c / n_head;
+    let mut out = Array3::zeros((b, t, c));
+    let mut att = Array4::zeros((b, n_head, t, t));
+    for batch in 0..b {
+        for h in 0..n_head {
+            let cols = h * hs..(h + 1) * hs;
+            let q = qkv.slice(s![batch, .., cols.clone()]); // (T, hs)
+            let k = qkv.slice(s![batch, .., c + cols.start..c + cols.end]); // (T, hs)
+            let v = qkv.slice(s![batch, .., 2 * c + cols.start..2 * c + cols.end]); // (T, hs)
+            let (y, weights) = attention_head(&q, &k, &v, true);
+            out.slice_mut(s![batch, .., cols]).assign(&y);
+            att.slice_mut(s![batch, h, .., ..]).assign(&weights);
+        }
+    }
+    (out, att)
+}
+// ANCHOR_END: attention_reference
+
+// ANCHOR: attention_forward
+/// Multi-head causal self-attention, as the model runs it.
+///
+/// The same numbers as [`attention_reference`], computed without copies:
+/// each head's `q`, `k`, `v` are views into `qkv`, its scores are written
+/// straight into `att`, and its output straight into its channels of `out`.
+/// The sequences of the batch are independent, so they are shared out
+/// between threads (`par_for_each`).
+///
+/// Shapes: `qkv` `(B, T, 3C)`; `out` `(B, T, C)`; `att` `(B, nh, T, T)`, the
+/// attention weights, kept for the backward pass and for drawing (row `i`
+/// of a head's `(T, T)` matrix sums to 1, and is 0 after column `i`).
+pub fn attention_forward(
+    out: &mut ArrayRef3<f32>,
+    att: &mut ArrayRef4<f32>,
+    qkv: &ArrayRef3<f32>,
+    n_head: usize,
+) {
+    let sequences = Zip::from(out.outer_iter_mut())
+        .and(att.outer_iter_mut())
+        .and(qkv.outer_iter());
+    pool().install(|| {
+        sequences.par_for_each(|out, att, qkv| {
+            simd(
+                #[inline(always)]
+                || attention_sequence(out, att, qkv, n_head),
+            )
+        })
+    });
+}
+// ANCHOR_END: attention_forward
+
+// ANCHOR: attention_sequence
+/// [`attention_forward`] for one sequence, head after head.
+///
+/// Shapes: `qkv` `(T, 3C)`, `out` `(T, C)`, `att` `(nh, T, T)`.
+#[inline(always)] // into `simd`'s closure, to be compiled for wide vectors
+fn attention_sequence(
+    mut out: ArrayViewMut2<f32>,
+    mut att: ArrayViewMut3<f32>,
+    qkv: ArrayView2<f32>,
+    n_head: usize,
+) {
+    let (t, c) = out.dim();
+    let hs = c / n_head;
+    let scale = 1.0 / (hs as f32).sqrt();
+    for h in 0..n_head {
+        let q = qkv.slice(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        let k = qkv.slice(s![.., c + h * hs..c + (h + 1) * hs]); // (T, hs)
+        let v = qkv.slice(s![.., 2 * c + h * hs..2 * c + (h + 1) * hs]); // (T, hs)
+        let mut weights = att.index_axis_mut(Axis(0), h); // (T, T)
+        general_mat_mul(scale, &q, &k.t(), 0.0, &mut weights); // (T, hs) x (hs, T) -> (T, T)
+        for (i, row) in out_slice(&mut weights).chunks_exact_mut(t).enumerate() {
+            causal_softmax(row, i);
+        }
+        let mut y = out.slice_mut(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        general_mat_mul(1.0, &weights, &v, 0.0, &mut y); // (T, T) x (T, hs) -> (T, hs)
+    }
+}
+// ANCHOR_END: attention_sequence
+
+// ANCHOR: causal_softmax
+/// Softmax of row `i` of the scores over the positions `0..=i` it may see;
+/// the rest of the row (the future) gets weight 0.
+#[inline(always)]
+fn causal_softmax(row: &mut [f32], i: usize) {
+    let (seen, future) = row.split_at_mut(i + 1);
+    let max = max(seen);
+    seen.iter_mut().for_each(|s| *s = fast_exp(*s - max));
+    let inv_sum = 1.0 / sum_map(seen, |e| e);
+    seen.iter_mut().for_each(|e| *e *= inv_sum);
+    future.fill(0.0);
+}
+// ANCHOR_END: causal_softmax

@@ -1,0 +1,53 @@
+//! Chapters 2 to 4: the GPT forward pass, from token ids to logits and loss.
+//!
+//! The model is GPT-2's, at any size, written in the style of llm.c: each
+//! layer is a `*_forward` function that writes into arrays the caller owns
+//! and keeps what its backward pass will need. The files, in reading order:
+//!
+//! | file | what it adds | chapter |
+//! |---|---|---|
+//! | [`config`] | [`GptConfig`], its presets, the parameter count by formula | 4 |
+//! | [`params`] | every weight, with GPT-2's names, shapes and initialisation | 4 |
+//! | [`embeddings`] | token and position embeddings; sinusoidal positions and RoPE | 2 |
+//! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3 |
+//! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4 |
+//! | [`gpt`] | the block, the whole model, its activations, and input checks | 4 |
+//! | [`parallel`] | using every core and wide vector instructions for the loops matrixmultiply does not run | 4 |
+//!
+//! Shapes in comments: `B` batch, `T` time (sequence length), `C` channels
+//! (`n_embd`), `V` vocabulary size, `nh` heads (`n_head`), `hs` head size
+//! (`C / nh`), `L` layers (`n_layer`).
+//!
+//! ```
+//! use listings::model::{Gpt, GptConfig};
+//! use ndarray::Array2;
+//! let gpt = Gpt::new(GptConfig::baby(65), 0)?;
+//! let idx = Array2::from_shape_fn((2, 8), |(b, t)| (b * 8 + t) as u32); // (B, T)
+//! let (logits, _) = gpt.forward(&idx, None)?;
+//! assert_eq!(logits.shape(), &[2, 8, 65]); // (B, T, V)
+//! # Ok::<(), listings::model::ModelError>(())
+//! ```
+
+pub mod attention;
+pub mod config;
+pub mod embeddings;
+pub mod gpt;
+pub mod layers;
+pub mod parallel;
+pub mod params;
+
+pub use attention::{attention_forward, attention_head, attention_reference, causal_mask, softmax};
+pub use config::{
+    ConfigError, GptConfig, ParameterBreakdown, count_parameters, parameter_breakdown,
+};
+pub use embeddings::{cosine_similarity, encoder_forward, rope_apply, sinusoidal_positions};
+pub use gpt::{Activations, Gpt, LayerActivations, ModelError, block_forward};
+pub use layers::{
+    LAYERNORM_EPS, crossentropy_forward, fast_exp, gelu, gelu_forward, layernorm_forward,
+    layernorm_row, lm_head_forward, matmul_forward, residual_forward,
+};
+pub use parallel::{num_threads, par_map, pool, simd, sum_map};
+pub use params::{
+    AttentionParams, BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams, MlpParams,
+    ParamSpec,
+};
