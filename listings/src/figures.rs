@@ -34,6 +34,11 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 1: tokens for the same sentences in eleven languages, three encodings",
             draw: crate::tokens::figures::languages,
         },
+        Figure {
+            file: "transformer-parameters.svg",
+            what: "chapter 4: the share of parameters in embeddings, attention, MLP and LayerNorm, toy model to GPT-2 XL",
+            draw: crate::model::figures::parameter_share,
+        },
     ]
 }
 

@@ -12,6 +12,7 @@
 //! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3 |
 //! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4 |
 //! | [`gpt`] | the block, the whole model, its activations, and input checks | 4 |
+//! | [`figures`] | the chapter figures drawn from the model code | 4 |
 //! | [`parallel`] | using every core and wide vector instructions for the loops matrixmultiply does not run | 4 |
 //!
 //! Shapes in comments: `B` batch, `T` time (sequence length), `C` channels
@@ -31,6 +32,7 @@
 pub mod attention;
 pub mod config;
 pub mod embeddings;
+pub mod figures;
 pub mod gpt;
 pub mod layers;
 pub mod parallel;
