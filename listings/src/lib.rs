@@ -12,6 +12,8 @@
 //! | [`figures`] | all: SVG charts drawn from real runs |
 //! | [`tokens`] | 1, byte-level BPE; tiktoken's encodings reproduced |
 //! | [`model`] | 2-4, embeddings, attention, the transformer: the GPT forward pass |
+//! | [`sample`] | 5, text from a trained model: temperature, top-k, greedy |
+//! | [`train`] | 5, training: the step (backward, clipping, AdamW), batches, checkpoints |
 //!
 //! Shape legend used in comments throughout: `B` batch, `T` time (sequence
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
@@ -23,7 +25,9 @@ pub mod figures;
 pub mod model;
 pub mod optim;
 pub mod rng;
+pub mod sample;
 pub mod tokens;
+pub mod train;
 
 /// The crate's array library, re-exported so a snippet can name it as
 /// `listings::ndarray` without a dependency of its own.

@@ -6,6 +6,8 @@
 //! echo 9906 1917 | listings tokenize -e cl100k_base --decode
 //! listings train-tokenizer corpus.txt --vocab-size 1024 -o my.bpe
 //! listings tokenize --encoding my.bpe notes.txt
+//! listings sample --checkpoint ckpt.safetensors --prompt "Once upon a time"
+//! listings eval --checkpoint ckpt.safetensors --data input.txt
 //! ```
 //!
 //! Errors go to standard error, with exit code 1.
@@ -16,9 +18,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+use listings::sample::{SampleConfig, sample_text};
 use listings::tokens::{
     BOOK_VOCAB_SIZE, Encoding, Tokenizer, train_book_tokenizer, train_with_endoftext,
 };
+use listings::train::checkpoint;
+use listings::train::data::evaluate_text;
 
 /// The small GPT of "Build Your Own AI", from the command line.
 #[derive(Parser)]
@@ -36,6 +41,84 @@ enum Command {
     TrainTokenizer(TrainTokenizerArgs),
     /// Draw the book's figures from real runs, as SVG files.
     Figures(FiguresArgs),
+    /// Continue a prompt with a trained model.
+    Sample(SampleArgs),
+    /// Print a model's mean loss (cross-entropy) over every window of
+    /// block_size + 1 tokens of a text file.
+    Eval(EvalArgs),
+}
+
+/// `--checkpoint`: a model saved by `train`.
+#[derive(Args)]
+struct CheckpointArg {
+    /// The checkpoint file (safetensors, written by `listings train`).
+    #[arg(long)]
+    checkpoint: PathBuf,
+}
+
+/// `--data`: the text a command reads.
+#[derive(Args)]
+struct DataArg {
+    /// A UTF-8 text file, or `-` for standard input.
+    #[arg(long)]
+    data: String,
+}
+
+/// How to sample; the defaults are nanoGPT's `sample.py`. (Without the seed,
+/// so that a command with a `--seed` of its own can use these too.)
+#[derive(Args)]
+struct SamplingArgs {
+    /// The text to continue; `\n` and `\t` stand for a newline and a tab
+    /// (nanoGPT starts from a newline).
+    #[arg(long, default_value = "\\n")]
+    prompt: String,
+    /// How many tokens to add.
+    #[arg(long, default_value_t = 500)]
+    max_new_tokens: usize,
+    /// 0 always takes the most likely token; below 1 is safer, above 1 wilder.
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Draw only among the K most likely tokens (K at least the vocabulary
+    /// size keeps them all).
+    #[arg(long, default_value_t = 200)]
+    top_k: usize,
+}
+
+impl SamplingArgs {
+    /// The library's settings, with `seed`.
+    fn config(&self, seed: u64) -> SampleConfig {
+        SampleConfig {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: Some(self.top_k),
+            seed,
+        }
+    }
+
+    /// The prompt, with the two-character escapes `\n` and `\t` turned
+    /// into a newline and a tab (so `--prompt 'ROMEO:\n'` works in any shell).
+    fn prompt(&self) -> String {
+        self.prompt.replace("\\n", "\n").replace("\\t", "\t")
+    }
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Seeds the draws: the same seed gives the same text.
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
+    #[command(flatten)]
+    data: DataArg,
 }
 
 #[derive(Args)]
@@ -101,6 +184,8 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize(&args),
         Command::TrainTokenizer(args) => train_tokenizer(&args),
         Command::Figures(args) => figures(&args),
+        Command::Sample(args) => sample(&args),
+        Command::Eval(args) => eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +255,24 @@ fn figures(args: &FiguresArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `listings sample`: prints the prompt and its continuation.
+fn sample(args: &SampleArgs) -> Result<()> {
+    let ckpt = checkpoint::load(&args.checkpoint.checkpoint)?;
+    let config = args.sampling.config(args.seed);
+    let text = sample_text(&ckpt.gpt, &ckpt.tokenizer, &args.sampling.prompt(), &config)?;
+    write_stdout(format!("{text}\n").as_bytes())
+}
+
+/// `listings eval`: prints `loss X over N windows of T tokens`.
+fn eval(args: &EvalArgs) -> Result<()> {
+    let ckpt = checkpoint::load(&args.checkpoint.checkpoint)?;
+    let bytes = read_input(&args.data.data)?;
+    let text = as_text(&bytes, &args.data.data)?;
+    let result = evaluate_text(&ckpt.gpt, &ckpt.tokenizer, text)
+        .with_context(|| format!("cannot evaluate on {}", args.data.data))?;
+    write_stdout(format!("{result}\n").as_bytes())
 }
 
 /// `listings train-tokenizer`.
