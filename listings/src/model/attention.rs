@@ -16,11 +16,11 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{
     Array1, Array2, Array3, Array4, ArrayRef1, ArrayRef2, ArrayRef3, ArrayRef4, ArrayView2,
-    ArrayViewMut2, ArrayViewMut3, Axis, Zip, s,
+    ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s,
 };
 
 use super::layers::fast_exp;
-use super::parallel::{max, out_slice, pool, simd, sum_map};
+use super::parallel::{max, out_slice, pool, simd, sum_map, sum_zip};
 
 // ANCHOR: softmax
 /// Softmax: turn scores into probabilities, bigger scores getting more.
@@ -202,3 +202,102 @@ fn causal_softmax(row: &mut [f32], i: usize) {
     future.fill(0.0);
 }
 // ANCHOR_END: causal_softmax
+
+// ANCHOR: attention_backward
+/// The backward pass of [`attention_forward`]: from the gradient of the
+/// heads' outputs, the gradient of every query, key and value.
+///
+/// For one head, the forward pass computed the scores `S = Q·Kᵀ/sqrt(hs)`
+/// (masked), the weights `P = softmax(S)` row by row, and `Y = P·V`. Going
+/// back through those three steps, with `dY` given:
+///
+/// - `Y = P·V` is a matrix product, so `dP = dY·Vᵀ` and `dV = Pᵀ·dY`;
+/// - softmax: a weight's gradient is shared out by how the weights move
+///   together (they always sum to 1), `dS_ij = P_ij·(dP_ij - Σ_k P_ik·dP_ik)`.
+///   Masked positions have `P_ij = 0`, so the mask passes no gradient;
+/// - `S = Q·Kᵀ/sqrt(hs)` is a product again: `dQ = dS·K/sqrt(hs)` and
+///   `dK = dSᵀ·Q/sqrt(hs)`.
+///
+/// `dQ`, `dK`, `dV` are written into the same channels of `dqkv` as `Q`, `K`,
+/// `V` sit in `qkv`. The sequences are shared out between threads, as in the
+/// forward pass.
+///
+/// Shapes: `dqkv`, `qkv` `(B, T, 3C)`, overwritten; `datt` `(B, nh, T, T)`,
+/// working space that ends up holding `dS`; `dout` `(B, T, C)`; `att`
+/// `(B, nh, T, T)`, the weights kept by the forward pass.
+pub fn attention_backward(
+    dqkv: &mut ArrayRef3<f32>,
+    datt: &mut ArrayRef4<f32>,
+    dout: &ArrayRef3<f32>,
+    qkv: &ArrayRef3<f32>,
+    att: &ArrayRef4<f32>,
+    n_head: usize,
+) {
+    let sequences = Zip::from(dqkv.outer_iter_mut())
+        .and(datt.outer_iter_mut())
+        .and(dout.outer_iter())
+        .and(qkv.outer_iter())
+        .and(att.outer_iter());
+    pool().install(|| {
+        sequences.par_for_each(|dqkv, datt, dout, qkv, att| {
+            simd(
+                #[inline(always)]
+                || attention_sequence_backward(dqkv, datt, dout, qkv, att, n_head),
+            )
+        })
+    });
+}
+// ANCHOR_END: attention_backward
+
+// ANCHOR: attention_sequence_backward
+/// [`attention_backward`] for one sequence, head after head.
+///
+/// Shapes: `dqkv`, `qkv` `(T, 3C)`; `datt`, `att` `(nh, T, T)`; `dout` `(T, C)`.
+#[inline(always)] // into `simd`'s closure, to be compiled for wide vectors
+fn attention_sequence_backward(
+    mut dqkv: ArrayViewMut2<f32>,
+    mut datt: ArrayViewMut3<f32>,
+    dout: ArrayView2<f32>,
+    qkv: ArrayView2<f32>,
+    att: ArrayView3<f32>,
+    n_head: usize,
+) {
+    let (t, c) = dout.dim();
+    let hs = c / n_head;
+    let scale = 1.0 / (hs as f32).sqrt();
+    for h in 0..n_head {
+        let [q, k, v] = [0, 1, 2].map(|part| s![.., part * c + h * hs..part * c + (h + 1) * hs]);
+        let dy = dout.slice(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        let p = att.index_axis(Axis(0), h); // (T, T)
+        let mut ds = datt.index_axis_mut(Axis(0), h); // (T, T)
+        general_mat_mul(1.0, &dy, &qkv.slice(v).t(), 0.0, &mut ds); // dP: (T, hs) x (hs, T) -> (T, T)
+        general_mat_mul(1.0, &p.t(), &dy, 0.0, &mut dqkv.slice_mut(v)); // dV: (T, T) x (T, hs) -> (T, hs)
+        let p = p.as_slice().expect("att is in row-major layout");
+        for (i, (ds, p)) in (out_slice(&mut ds).chunks_exact_mut(t))
+            .zip(p.chunks_exact(t))
+            .enumerate()
+        {
+            causal_softmax_backward(ds, p, i);
+        }
+        general_mat_mul(scale, &ds, &qkv.slice(k), 0.0, &mut dqkv.slice_mut(q)); // dQ: (T, T) x (T, hs) -> (T, hs)
+        general_mat_mul(scale, &ds.t(), &qkv.slice(q), 0.0, &mut dqkv.slice_mut(k)); // dK: (T, T) x (T, hs) -> (T, hs)
+    }
+}
+// ANCHOR_END: attention_sequence_backward
+
+// ANCHOR: causal_softmax_backward
+/// The backward pass of [`causal_softmax`] for row `i`: turns the weights'
+/// gradient `dp` into the scores' gradient in place,
+/// `ds_j = p_j·(dp_j - Σ_k p_k·dp_k)` over the positions `0..=i`, and 0 for
+/// the future.
+#[inline(always)]
+fn causal_softmax_backward(dp: &mut [f32], p: &[f32], i: usize) {
+    let (seen, future) = dp.split_at_mut(i + 1);
+    let p = &p[..=i];
+    let dot = sum_zip(seen, p, |dp, p| dp * p);
+    for (ds, &p) in seen.iter_mut().zip(p) {
+        *ds = p * (*ds - dot);
+    }
+    future.fill(0.0);
+}
+// ANCHOR_END: causal_softmax_backward

@@ -47,6 +47,48 @@ pub fn encoder_forward(
 }
 // ANCHOR_END: encoder_forward
 
+// ANCHOR: encoder_backward
+/// The backward pass of [`encoder_forward`]: each position's gradient goes
+/// back to the two rows that were added to make it.
+///
+/// The forward pass copied row `idx[b, t]` of `wte` and row `t` of `wpe`, so
+/// their gradients receive `dout[b, t, :]`; a token that appears several
+/// times, or a position shared by every sequence, collects the sum (a
+/// scatter-add): `dwte[idx[b, t], :] += dout[b, t, :]`,
+/// `dwpe[t, :] += dout[b, t, :]`.
+///
+/// Shapes: `dwte` `(V, C)`, `dwpe` `(block_size, C)`, `dout` `(B, T, C)`,
+/// `idx` `(B, T)`. Both gradients are added to.
+///
+/// ```
+/// use listings::model::encoder_backward;
+/// use ndarray::{array, Array2};
+/// let (mut dwte, mut dwpe) = (Array2::zeros((3, 2)), Array2::zeros((2, 2)));
+/// let idx = array![[2_u32, 2]]; //                   the same token twice
+/// let dout = array![[[1.0_f32, 0.0], [0.0, 1.0]]]; // (B, T, C) = (1, 2, 2)
+/// encoder_backward(&mut dwte, &mut dwpe, &dout, &idx);
+/// assert_eq!(dwte, array![[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]);
+/// assert_eq!(dwpe, array![[1.0, 0.0], [0.0, 1.0]]);
+/// ```
+pub fn encoder_backward(
+    dwte: &mut ArrayRef2<f32>,
+    dwpe: &mut ArrayRef2<f32>,
+    dout: &ArrayRef3<f32>,
+    idx: &ArrayRef2<u32>,
+) {
+    for ((b, t), &token) in idx.indexed_iter() {
+        let dy = dout.slice(ndarray::s![b, t, ..]); // (C)
+        Zip::from(dwte.row_mut(token as usize))
+            .and(dwpe.row_mut(t))
+            .and(&dy)
+            .for_each(|dw, dp, &d| {
+                *dw += d;
+                *dp += d;
+            });
+    }
+}
+// ANCHOR_END: encoder_backward
+
 // ANCHOR: sinusoidal_positions
 /// The original transformer's fixed position table ("Attention Is All You
 /// Need"): sines and cosines of the position at geometrically spaced

@@ -1,15 +1,17 @@
 //! The whole GPT: embeddings, a stack of blocks, a final LayerNorm, logits,
-//! and the loss; with every intermediate array kept for the backward pass.
+//! and the loss; with every intermediate array kept for the backward pass,
+//! and the backward pass itself, from the loss back to every parameter.
 
 use ndarray::{Array2, Array3, Array4, ArrayRef2, ArrayRef3};
 use thiserror::Error;
 
-use super::attention::attention_forward;
+use super::attention::{attention_backward, attention_forward};
 use super::config::{ConfigError, GptConfig};
-use super::embeddings::encoder_forward;
+use super::embeddings::{encoder_backward, encoder_forward};
 use super::layers::{
-    crossentropy_forward, gelu_forward, layernorm_forward, lm_head_forward, matmul_forward,
-    residual_forward,
+    crossentropy_forward, crossentropy_softmax_backward, gelu_backward, gelu_forward,
+    layernorm_backward, layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward,
+    matmul_forward, residual_forward,
 };
 use super::params::{BlockParams, GptParams};
 
@@ -226,6 +228,77 @@ impl Activations {
     }
 }
 
+// ANCHOR: activation_grads
+/// The gradients of one block's intermediate arrays: the working space of
+/// [`block_backward`]. The backward pass goes through the blocks one at a
+/// time, so one set serves them all.
+#[derive(Clone, Debug)]
+pub struct BlockGrads {
+    /// Gradient of `ln1`, `(B, T, C)`.
+    pub dln1: Array3<f32>,
+    /// Gradient of `qkv`, `(B, T, 3C)`.
+    pub dqkv: Array3<f32>,
+    /// Gradient of the attention scores, `(B, nh, T, T)`.
+    pub datt: Array4<f32>,
+    /// Gradient of `atty`, `(B, T, C)`.
+    pub datty: Array3<f32>,
+    /// Gradient of `ln2`, `(B, T, C)`.
+    pub dln2: Array3<f32>,
+    /// Gradient of `fch`, `(B, T, 4C)`.
+    pub dfch: Array3<f32>,
+    /// Gradient of `fch_gelu`, `(B, T, 4C)`.
+    pub dfch_gelu: Array3<f32>,
+}
+
+/// The gradients of the forward pass's intermediate arrays (llm.c's
+/// `grads_acts`), allocated once for a batch shape and refilled by each
+/// [`Gpt::backward`].
+///
+/// There is no gradient array for the residual stream of each block, nor
+/// for `attproj` and `fcproj`: the stream's gradient is one array,
+/// `dresidual`, walked back through the blocks (see [`block_backward`]).
+#[derive(Clone, Debug)]
+pub struct ActivationGrads {
+    /// Gradient of the logits, `(B, T, V)`.
+    pub dlogits: Array3<f32>,
+    /// Gradient of `lnf`, `(B, T, C)`.
+    pub dlnf: Array3<f32>,
+    /// Gradient of the residual stream, `(B, T, C)`: of the last block's
+    /// output at first, of the embeddings' output at the end.
+    pub dresidual: Array3<f32>,
+    /// One block's working space, reused by every block.
+    pub block: BlockGrads,
+}
+// ANCHOR_END: activation_grads
+
+impl ActivationGrads {
+    /// Zeroed arrays for a batch of `b` sequences of `t` tokens.
+    pub fn new(config: &GptConfig, b: usize, t: usize) -> Self {
+        let (c, v) = (config.n_embd, config.vocab_size);
+        let btc = |k: usize| Array3::zeros((b, t, k * c));
+        Self {
+            dlogits: Array3::zeros((b, t, v)),
+            dlnf: btc(1),
+            dresidual: btc(1),
+            block: BlockGrads {
+                dln1: btc(1),
+                dqkv: btc(3),
+                datt: Array4::zeros((b, config.n_head, t, t)),
+                datty: btc(1),
+                dln2: btc(1),
+                dfch: btc(4),
+                dfch_gelu: btc(4),
+            },
+        }
+    }
+
+    /// The batch shape `(B, T)` these arrays are sized for.
+    pub fn shape(&self) -> (usize, usize) {
+        let (b, t, _) = self.dlnf.dim();
+        (b, t)
+    }
+}
+
 // ANCHOR: block_forward
 /// One transformer block, pre-LN as GPT-2: `x + attn(ln_1(x))`, then
 /// `x + mlp(ln_2(x))`. Each step writes one array of the block's
@@ -251,6 +324,64 @@ pub fn block_forward(a: &mut LayerActivations, x: &ArrayRef3<f32>, p: &BlockPara
     residual_forward(&mut a.residual3, &a.residual2, &a.fcproj);
 }
 // ANCHOR_END: block_forward
+
+// ANCHOR: block_backward
+/// The backward pass of [`block_forward`]: the layers' backward passes in
+/// reverse order.
+///
+/// `dx` holds the gradient of the block's output on the way in and of its
+/// input on the way out. In between it is the residual stream's gradient:
+/// the block computed `residual3 = residual2 + fcproj`, and a sum hands its
+/// gradient unchanged to both terms ([`residual_backward`]), so the MLP's
+/// `c_proj` reads `dx` as the gradient of `fcproj`, and `ln_2`'s backward
+/// pass adds the MLP's contribution into it, which makes it the gradient of
+/// `residual2`. The attention half does the same with `ln_1`, leaving the
+/// gradient of `x`.
+///
+/// Shapes: `dx`, `x` `(B, T, C)`. Parameter gradients are added into `dp`.
+///
+/// [`residual_backward`]: crate::model::residual_backward
+pub fn block_backward(
+    dx: &mut ArrayRef3<f32>,
+    g: &mut BlockGrads,
+    dp: &mut BlockParams,
+    a: &LayerActivations,
+    x: &ArrayRef3<f32>,
+    p: &BlockParams,
+    n_head: usize,
+) {
+    // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2))))
+    matmul_backward(
+        &mut g.dfch_gelu,
+        &mut dp.mlp.c_proj,
+        dx,
+        &a.fch_gelu,
+        &p.mlp.c_proj,
+    );
+    gelu_backward(&mut g.dfch, &a.fch, &g.dfch_gelu);
+    matmul_backward(&mut g.dln2, &mut dp.mlp.c_fc, &g.dfch, &a.ln2, &p.mlp.c_fc);
+    let (mean, rstd) = (&a.ln2_mean, &a.ln2_rstd);
+    layernorm_backward(dx, &mut dp.ln_2, &g.dln2, &a.residual2, &p.ln_2, mean, rstd);
+    // attention: residual2 = x + c_proj(attention(c_attn(ln_1(x))))
+    matmul_backward(
+        &mut g.datty,
+        &mut dp.attn.c_proj,
+        dx,
+        &a.atty,
+        &p.attn.c_proj,
+    );
+    attention_backward(&mut g.dqkv, &mut g.datt, &g.datty, &a.qkv, &a.att, n_head);
+    matmul_backward(
+        &mut g.dln1,
+        &mut dp.attn.c_attn,
+        &g.dqkv,
+        &a.ln1,
+        &p.attn.c_attn,
+    );
+    let (mean, rstd) = (&a.ln1_mean, &a.ln1_rstd);
+    layernorm_backward(dx, &mut dp.ln_1, &g.dln1, x, &p.ln_1, mean, rstd);
+}
+// ANCHOR_END: block_backward
 
 /// A GPT: its config and its parameters, kept consistent with each other.
 ///
@@ -393,6 +524,86 @@ impl Gpt {
         Ok(acts.loss)
     }
     // ANCHOR_END: forward_with
+
+    // ANCHOR: backward
+    /// The backward pass: the gradient of the loss of the last
+    /// [`Gpt::forward_with`] call with respect to every parameter, *added*
+    /// into `grads` (zero it first; adding is what lets the tied `wte` get
+    /// both its gradients, and lets several batches be summed).
+    ///
+    /// It runs the layers' backward passes in the reverse order of the
+    /// forward pass, reading the activations it kept: the loss and the
+    /// logits, `lm_head`, `ln_f`, the blocks from last to first, and the
+    /// embeddings. `dacts` is working space, reallocated only if the batch
+    /// shape changed.
+    ///
+    /// # Panics
+    ///
+    /// If `acts` was not filled by a forward pass with targets (there is no
+    /// loss to differentiate), or `grads` does not have this model's shapes.
+    ///
+    /// ```
+    /// use listings::model::{Activations, ActivationGrads, Gpt, GptConfig, GptParams};
+    /// use ndarray::array;
+    /// let gpt = Gpt::new(GptConfig::toy(10), 0)?;
+    /// let (idx, targets) = (array![[1_u32, 2, 3]], array![[2_u32, 3, 4]]);
+    /// let mut acts = Activations::new(gpt.config(), 1, 3);
+    /// let mut dacts = ActivationGrads::new(gpt.config(), 1, 3);
+    /// let mut grads = GptParams::zeros(gpt.config());
+    /// gpt.forward_with(&mut acts, &idx, Some(&targets))?;
+    /// gpt.backward(&mut grads, &mut dacts, &acts);
+    /// assert!(grads.wte.iter().any(|&g| g != 0.0));
+    /// # Ok::<(), listings::model::ModelError>(())
+    /// ```
+    pub fn backward(&self, grads: &mut GptParams, dacts: &mut ActivationGrads, acts: &Activations) {
+        assert!(
+            acts.loss.is_some(),
+            "backward needs a forward pass with targets: there is no loss to differentiate"
+        );
+        assert_eq!(
+            grads.h.len(),
+            self.config.n_layer,
+            "grads has the wrong number of blocks"
+        );
+        let (b, t) = acts.shape();
+        if dacts.shape() != (b, t) || dacts.block.datt.dim().1 != self.config.n_head {
+            *dacts = ActivationGrads::new(&self.config, b, t);
+        }
+        let (p, g) = (&self.params, &mut *dacts);
+        crossentropy_softmax_backward(&mut g.dlogits, &acts.logits, &acts.targets); // (B, T, V)
+        lm_head_backward(&mut g.dlnf, &mut grads.wte, &g.dlogits, &acts.lnf, &p.wte); // -> (B, T, C)
+        g.dresidual.fill(0.0);
+        let (mean, rstd) = (&acts.lnf_mean, &acts.lnf_rstd);
+        let x = acts.last_residual();
+        layernorm_backward(
+            &mut g.dresidual,
+            &mut grads.ln_f,
+            &g.dlnf,
+            x,
+            &p.ln_f,
+            mean,
+            rstd,
+        );
+        for l in (0..self.config.n_layer).rev() {
+            let x = if l == 0 {
+                &acts.encoded
+            } else {
+                &acts.layers[l - 1].residual3
+            };
+            let (dp, a) = (&mut grads.h[l], &acts.layers[l]);
+            block_backward(
+                &mut g.dresidual,
+                &mut g.block,
+                dp,
+                a,
+                x,
+                &p.h[l],
+                self.config.n_head,
+            );
+        }
+        encoder_backward(&mut grads.wte, &mut grads.wpe, &g.dresidual, &acts.inputs); // (B, T, C) -> wte, wpe
+    }
+    // ANCHOR_END: backward
 
     // ANCHOR: check_input
     /// Checks a batch before it reaches the arrays: not empty, not longer

@@ -1,18 +1,23 @@
-//! Chapters 2 to 4: the GPT forward pass, from token ids to logits and loss.
+//! Chapters 2 to 4: the GPT forward pass, from token ids to logits and loss;
+//! chapter 5: its backward pass, from the loss to every parameter's gradient.
 //!
 //! The model is GPT-2's, at any size, written in the style of llm.c: each
 //! layer is a `*_forward` function that writes into arrays the caller owns
-//! and keeps what its backward pass will need. The files, in reading order:
+//! and keeps what its backward pass will need, and beside it a `*_backward`
+//! function that turns the gradient of the layer's output into the
+//! gradients of its input and parameters. Backward passes overwrite the
+//! gradients of activations and add into the gradients of parameters (and
+//! into the residual stream's, which several layers feed). The files, in
+//! reading order:
 //!
 //! | file | what it adds | chapter |
 //! |---|---|---|
 //! | [`config`] | [`GptConfig`], its presets, the parameter count by formula | 4 |
 //! | [`params`] | every weight, with GPT-2's names, shapes and initialisation | 4 |
-//! | [`embeddings`] | token and position embeddings; sinusoidal positions and RoPE | 2 |
-//! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3 |
-//! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4 |
-//! | [`gpt`] | the block, the whole model, its activations, and input checks | 4 |
-//! | [`figures`] | the chapter figures drawn from the model code | 4 |
+//! | [`embeddings`] | token and position embeddings; sinusoidal positions and RoPE | 2, 5 |
+//! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3, 5 |
+//! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4, 5 |
+//! | [`gpt`] | the block, the whole model, its activations, and input checks; the backward pass | 4, 5 |
 //! | [`parallel`] | using every core and wide vector instructions for the loops matrixmultiply does not run | 4 |
 //!
 //! Shapes in comments: `B` batch, `T` time (sequence length), `C` channels
@@ -38,17 +43,27 @@ pub mod layers;
 pub mod parallel;
 pub mod params;
 
-pub use attention::{attention_forward, attention_head, attention_reference, causal_mask, softmax};
+pub use attention::{
+    attention_backward, attention_forward, attention_head, attention_reference, causal_mask,
+    softmax,
+};
 pub use config::{
     ConfigError, GptConfig, ParameterBreakdown, count_parameters, parameter_breakdown,
 };
-pub use embeddings::{cosine_similarity, encoder_forward, rope_apply, sinusoidal_positions};
-pub use gpt::{Activations, Gpt, LayerActivations, ModelError, block_forward};
-pub use layers::{
-    LAYERNORM_EPS, crossentropy_forward, fast_exp, gelu, gelu_forward, layernorm_forward,
-    layernorm_row, lm_head_forward, matmul_forward, residual_forward,
+pub use embeddings::{
+    cosine_similarity, encoder_backward, encoder_forward, rope_apply, sinusoidal_positions,
 };
-pub use parallel::{num_threads, par_map, pool, simd, sum_map};
+pub use gpt::{
+    ActivationGrads, Activations, BlockGrads, Gpt, LayerActivations, ModelError, block_backward,
+    block_forward,
+};
+pub use layers::{
+    LAYERNORM_EPS, crossentropy_forward, crossentropy_softmax_backward, fast_exp, gelu,
+    gelu_backward, gelu_forward, gelu_grad, layernorm_backward, layernorm_forward, layernorm_row,
+    lm_head_backward, lm_head_forward, matmul_backward, matmul_forward, residual_backward,
+    residual_forward,
+};
+pub use parallel::{num_threads, par_map, par_zip_map, pool, simd, sum_map, sum_zip, sum_zip3};
 pub use params::{
     AttentionParams, BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams, MlpParams,
     ParamSpec,

@@ -124,6 +124,66 @@ pub fn sum_map(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 }
 // ANCHOR_END: sum_map
 
+/// `Σ f(a[i], b[i])` over two slices of the same length, in 16 interleaved
+/// partial sums as [`sum_map`]: a dot product is `sum_zip(a, b, |x, y| x * y)`.
+///
+/// ```
+/// use listings::model::parallel::sum_zip;
+/// assert_eq!(sum_zip(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0], |x, y| x * y), 32.0);
+/// ```
+#[inline]
+pub fn sum_zip(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    assert_eq!(a.len(), b.len(), "sum_zip needs slices of the same length");
+    let mut partial = [0.0_f32; LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = (chunks_a.remainder().iter())
+        .zip(chunks_b.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for ((p, &x), &y) in partial.iter_mut().zip(ca).zip(cb) {
+            *p += f(x, y);
+        }
+    }
+    partial.iter().sum::<f32>() + tail
+}
+
+/// `Σ f(a[i], b[i], c[i])` over three slices of the same length, as
+/// [`sum_zip`].
+///
+/// ```
+/// use listings::model::parallel::sum_zip3;
+/// assert_eq!(sum_zip3(&[1.0, 2.0], &[3.0, 4.0], &[5.0, 6.0], |x, y, z| x * y * z), 63.0);
+/// ```
+#[inline]
+pub fn sum_zip3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    assert!(
+        a.len() == b.len() && b.len() == c.len(),
+        "sum_zip3 needs slices of the same length"
+    );
+    let mut partial = [0.0_f32; LANES];
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let tail: f32 = (ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .zip(cc.remainder()))
+    .map(|((&x, &y), &z)| f(x, y, z))
+    .sum();
+    for ((ca, cb), cc) in ca.zip(cb).zip(cc) {
+        for (((p, &x), &y), &z) in partial.iter_mut().zip(ca).zip(cb).zip(cc) {
+            *p += f(x, y, z);
+        }
+    }
+    partial.iter().sum::<f32>() + tail
+}
+
 /// The largest number of a slice (`-∞` for an empty one), found in 16
 /// interleaved partial maxima for the same reason as [`sum_map`].
 ///
@@ -176,6 +236,37 @@ pub fn par_map(out: &mut [f32], inp: &[f32], f: impl Fn(f32) -> f32 + Sync) {
     }
 }
 // ANCHOR_END: par_map
+
+/// `out[i] = f(a[i], b[i])` for every element, shared out and compiled as
+/// [`par_map`]: the shape of a backward pass through an element-wise layer,
+/// where `a` is the layer's input and `b` the gradient of its output.
+pub fn par_zip_map(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    assert!(
+        out.len() == a.len() && a.len() == b.len(),
+        "par_zip_map needs arrays of the same length"
+    );
+    const PIECE: usize = 1 << 14;
+    let map = |((out, a), b): ((&mut [f32], &[f32]), &[f32])| {
+        simd(
+            #[inline(always)]
+            || {
+                for ((y, &x), &d) in out.iter_mut().zip(a).zip(b) {
+                    *y = f(x, d);
+                }
+            },
+        )
+    };
+    if a.len() <= PIECE {
+        map(((out, a), b));
+    } else {
+        pool().install(|| {
+            out.par_chunks_mut(PIECE)
+                .zip(a.par_chunks(PIECE))
+                .zip(b.par_chunks(PIECE))
+                .for_each(map)
+        });
+    }
+}
 
 /// The numbers of an array the model writes to, as one slice in row-major
 /// order. Every array the model allocates is laid out so; anything else is

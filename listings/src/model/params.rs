@@ -303,6 +303,41 @@ impl GptParams {
         out
     }
 
+    // ANCHOR: slices
+    /// Every tensor as a flat slice with its number of dimensions, in the
+    /// order of [`GptParams::tensors`]: that list without the names, and so
+    /// without allocating anything, for code that runs at every training
+    /// step (an optimiser, gradient clipping, zeroing the gradients).
+    ///
+    /// ```
+    /// use listings::model::{GptConfig, GptParams};
+    /// let params = GptParams::init(&GptConfig::toy(65), 0);
+    /// let (wte, ndim) = params.slices().next().unwrap();
+    /// assert_eq!((wte.len(), ndim), (65 * 64, 2));
+    /// assert_eq!(params.slices().count(), params.tensors().len());
+    /// ```
+    pub fn slices(&self) -> impl Iterator<Item = (&[f32], usize)> {
+        let embeddings = [&self.wte, &self.wpe].map(|t| (contiguous(t.as_slice()), 2));
+        let ln_f = [&self.ln_f.weight, &self.ln_f.bias].map(|t| (contiguous(t.as_slice()), 1));
+        let blocks = self.h.iter().flat_map(BlockParams::slices);
+        embeddings.into_iter().chain(blocks).chain(ln_f)
+    }
+    // ANCHOR_END: slices
+
+    /// [`GptParams::slices`], writable.
+    pub fn slices_mut(&mut self) -> impl Iterator<Item = (&mut [f32], usize)> {
+        let embeddings = [&mut self.wte, &mut self.wpe].map(|t| (contiguous(t.as_slice_mut()), 2));
+        let ln_f =
+            [&mut self.ln_f.weight, &mut self.ln_f.bias].map(|t| (contiguous(t.as_slice_mut()), 1));
+        let blocks = self.h.iter_mut().flat_map(BlockParams::slices_mut);
+        embeddings.into_iter().chain(blocks).chain(ln_f)
+    }
+
+    /// Sets every number to 0: a gradient before a backward pass adds into it.
+    pub fn fill_zero(&mut self) {
+        self.slices_mut().for_each(|(t, _)| t.fill(0.0));
+    }
+
     /// How many numbers the tensors hold, counted from the tensors themselves.
     pub fn num_parameters(&self) -> usize {
         self.tensors().iter().map(|(_, t)| t.len()).sum()
@@ -332,6 +367,57 @@ impl BlockParams {
             ("ln_2", self.ln_2.views_mut()),
             ("mlp.c_fc", self.mlp.c_fc.views_mut()),
             ("mlp.c_proj", self.mlp.c_proj.views_mut()),
+        ]
+    }
+}
+
+/// An array's numbers as one slice: every array in [`GptParams`] is
+/// allocated by ndarray in row-major order, so this cannot fail.
+fn contiguous<T>(slice: Option<T>) -> T {
+    slice.expect("parameter arrays are allocated contiguous")
+}
+
+impl BlockParams {
+    /// The block's twelve tensors as flat slices with their number of
+    /// dimensions, in the order of [`BlockParams::layers`].
+    fn slices(&self) -> [(&[f32], usize); 12] {
+        let (n1, n2) = (&self.ln_1, &self.ln_2);
+        let (a, b) = (&self.attn.c_attn, &self.attn.c_proj);
+        let (c, d) = (&self.mlp.c_fc, &self.mlp.c_proj);
+        [
+            (contiguous(n1.weight.as_slice()), 1),
+            (contiguous(n1.bias.as_slice()), 1),
+            (contiguous(a.weight.as_slice()), 2),
+            (contiguous(a.bias.as_slice()), 1),
+            (contiguous(b.weight.as_slice()), 2),
+            (contiguous(b.bias.as_slice()), 1),
+            (contiguous(n2.weight.as_slice()), 1),
+            (contiguous(n2.bias.as_slice()), 1),
+            (contiguous(c.weight.as_slice()), 2),
+            (contiguous(c.bias.as_slice()), 1),
+            (contiguous(d.weight.as_slice()), 2),
+            (contiguous(d.bias.as_slice()), 1),
+        ]
+    }
+
+    /// [`BlockParams::slices`], writable.
+    fn slices_mut(&mut self) -> [(&mut [f32], usize); 12] {
+        let (n1, n2) = (&mut self.ln_1, &mut self.ln_2);
+        let (a, b) = (&mut self.attn.c_attn, &mut self.attn.c_proj);
+        let (c, d) = (&mut self.mlp.c_fc, &mut self.mlp.c_proj);
+        [
+            (contiguous(n1.weight.as_slice_mut()), 1),
+            (contiguous(n1.bias.as_slice_mut()), 1),
+            (contiguous(a.weight.as_slice_mut()), 2),
+            (contiguous(a.bias.as_slice_mut()), 1),
+            (contiguous(b.weight.as_slice_mut()), 2),
+            (contiguous(b.bias.as_slice_mut()), 1),
+            (contiguous(n2.weight.as_slice_mut()), 1),
+            (contiguous(n2.bias.as_slice_mut()), 1),
+            (contiguous(c.weight.as_slice_mut()), 2),
+            (contiguous(c.bias.as_slice_mut()), 1),
+            (contiguous(d.weight.as_slice_mut()), 2),
+            (contiguous(d.bias.as_slice_mut()), 1),
         ]
     }
 }

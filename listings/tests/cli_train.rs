@@ -1,0 +1,244 @@
+//! `listings train`: what it prints, what it saves, how it resumes, and how
+//! it refuses bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn listings(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_listings"))
+        .args(args)
+        .output()
+        .expect("the listings binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cli-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small text with structure a model can pick up.
+fn write_text(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..400 {
+        text.push_str(&format!("the cat {} sat on mat {}.\n", i % 7, i % 5));
+    }
+    let path = dir.join("input.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A tiny model and run, as (flag, value) pairs.
+const TINY: &[(&str, &str)] = &[
+    ("--n-layer", "1"),
+    ("--n-head", "2"),
+    ("--n-embd", "16"),
+    ("--block-size", "16"),
+    ("--batch-size", "4"),
+    ("--max-iters", "40"),
+    ("--lr-decay-iters", "40"),
+    ("--warmup-iters", "5"),
+    ("--eval-interval", "20"),
+    ("--eval-iters", "2"),
+    ("--log-interval", "10"),
+    ("--learning-rate", "1e-2"),
+];
+
+/// `listings train` with TINY's flags, `extra` replacing any of them and
+/// adding others (a flag followed by a value, or `--resume` alone).
+fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--data", data.to_str().unwrap()];
+    let mut i = 0;
+    let mut overrides: Vec<(&str, Option<&str>)> = Vec::new();
+    while i < extra.len() {
+        if extra[i] == "--resume" {
+            overrides.push((extra[i], None));
+            i += 1;
+        } else {
+            overrides.push((extra[i], Some(extra[i + 1])));
+            i += 2;
+        }
+    }
+    if !overrides.iter().any(|(f, _)| *f == "--out") {
+        args.extend(["--out", out.to_str().unwrap()]);
+    }
+    for (flag, value) in TINY {
+        if !overrides.iter().any(|(f, _)| f == flag) {
+            args.extend([*flag, *value]);
+        }
+    }
+    for (flag, value) in overrides {
+        args.push(flag);
+        args.extend(value);
+    }
+    listings(&args)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn train_prints_nanogpt_lines_saves_a_checkpoint_that_samples_and_evaluates() {
+    let dir = temp_dir("ok");
+    let data = write_text(&dir);
+    let out = dir.join("model.safetensors");
+    let run = train(&data, &out, &[]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", text(&run.stderr));
+    for line in [
+        "step 0: train loss ",
+        "step 20: train loss ",
+        "step 40: train loss ",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    for iter in ["iter 0: loss ", "iter 10: loss ", "iter 30: loss "] {
+        assert!(stdout.contains(iter), "missing {iter:?} in\n{stdout}");
+    }
+    assert!(stdout.contains(" ms\n") && stdout.contains("saved checkpoint to "));
+    // Piped output carries no progress bar.
+    assert!(!stdout.contains('\r') && !stdout.contains('\u{1b}'));
+    let val = |step: &str| -> f32 {
+        let line = stdout.lines().find(|l| l.starts_with(step)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(val("step 40:") < val("step 0:") - 0.5, "{stdout}");
+
+    let sample = listings(&[
+        "sample",
+        "--checkpoint",
+        out.to_str().unwrap(),
+        "--prompt",
+        "the",
+        "--max-new-tokens",
+        "20",
+    ]);
+    assert!(sample.status.success(), "{}", text(&sample.stderr));
+    assert!(text(&sample.stdout).starts_with("the"));
+    let eval = listings(&[
+        "eval",
+        "--checkpoint",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&eval.stdout).starts_with("loss "),
+        "{}",
+        text(&eval.stderr)
+    );
+}
+
+#[test]
+fn resume_continues_from_the_saved_step_with_the_optimiser() {
+    let dir = temp_dir("resume");
+    let data = write_text(&dir);
+    let out = dir.join("model.safetensors");
+    assert!(train(&data, &out, &[]).status.success());
+    let more = train(
+        &data,
+        &out,
+        &["--resume", "--max-iters", "60", "--lr-decay-iters", "60"],
+    );
+    let stdout = text(&more.stdout);
+    assert!(more.status.success(), "{stdout}\n{}", text(&more.stderr));
+    assert!(
+        !stdout.contains("step 0:") && !stdout.contains("iter 0:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("iter 40: loss ") && stdout.contains("step 60: train loss "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_before_training_with_a_reason() {
+    let dir = temp_dir("bad");
+    let data = write_text(&dir);
+    let out = dir.join("model.safetensors");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "just a few characters").unwrap();
+    let cases: Vec<(PathBuf, Vec<&str>, &str)> = vec![
+        (empty.clone(), vec![], "empty"),
+        (short.clone(), vec![], "block_size"),
+        (
+            data.clone(),
+            vec!["--min-lr", "1"],
+            "min_lr 1 is above learning_rate",
+        ),
+        (data.clone(), vec!["--n-embd", "15"], "divisible"),
+        (
+            data.clone(),
+            vec!["--tokenizer", "nowhere.bpe"],
+            "--tokenizer nowhere.bpe",
+        ),
+        (
+            data.clone(),
+            vec!["--resume", "--out", "/nonexistent/x"],
+            "no checkpoint",
+        ),
+    ];
+    for (input, extra, want) in cases {
+        let run = train(&input, &out, &extra);
+        let stderr = text(&run.stderr);
+        assert!(
+            !run.status.success() && stderr.contains(want),
+            "{extra:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!out.exists(), "a refused run wrote a checkpoint");
+}
+
+#[test]
+fn a_diverging_run_stops_names_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("nan");
+    let data = write_text(&dir);
+    let out = dir.join("model.safetensors");
+    assert!(train(&data, &out, &[]).status.success());
+    let good = std::fs::read(&out).unwrap();
+    // Resume with a learning rate so large that the weights overflow.
+    let run = train(
+        &data,
+        &out,
+        &[
+            "--resume",
+            "--max-iters",
+            "200",
+            "--lr-decay-iters",
+            "200",
+            "--learning-rate",
+            "1e35",
+            "--min-lr",
+            "1e35",
+            "--grad-clip",
+            "0",
+        ],
+    );
+    let stderr = text(&run.stderr);
+    assert!(!run.status.success(), "{}", text(&run.stdout));
+    assert!(
+        stderr.contains("training has diverged") && stderr.contains("lower learning rate"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("step "), "{stderr}");
+    // The file on disk is still a loadable checkpoint: the last good one.
+    let after = std::fs::read(&out).unwrap();
+    assert!(
+        after == good,
+        "the checkpoint changed although no evaluation improved"
+    );
+    let eval = listings(&[
+        "eval",
+        "--checkpoint",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(eval.status.success(), "{}", text(&eval.stderr));
+}

@@ -1,0 +1,593 @@
+//! Every backward pass checked against central finite differences.
+//!
+//! For a layer `out = f(inputs)`, pick random weights `w` of the output's
+//! shape and look at the number `L = Σ w·out`. Its gradient with respect to
+//! the output is `w`, so the layer's backward pass, fed `dout = w`, must
+//! return `dL/dinput`. Central differences estimate the same thing from
+//! the forward pass alone, one number at a time, here to fourth order:
+//! `dL/dx ≈ (8·(L(x+h) - L(x-h)) - (L(x+2h) - L(x-2h))) / 12h`.
+//!
+//! The forward passes compute in f32 (`L` is added up in f64), so each
+//! estimate carries rounding noise of about 1e-5 to 1e-4 here, whatever the
+//! size of the gradient; the fourth-order formula allows a larger step
+//! (`h = 0.05`), which divides that noise by more, without its curvature
+//! error growing. The error of a gradient entry is
+//! `|analytic - numeric| / max(|analytic|, |numeric|, 0.01)`: relative
+//! above 0.01, absolute (in hundredths) below, where the noise would
+//! swamp a relative error. Each check prints the largest error it saw (run
+//! with `--nocapture` to read the report) and asserts it is below
+//! [`TOLERANCE`]. The last tests show that the check can fail: a wrong
+//! derivative, or one gradient entry 5% off, is caught.
+
+use listings::model::{
+    ActivationGrads, Activations, BlockGrads, BlockParams, Gpt, GptConfig, GptParams,
+    LayerActivations, LayerNormParams, LinearParams, attention_backward, attention_forward,
+    block_backward, block_forward, crossentropy_forward, crossentropy_softmax_backward,
+    encoder_backward, encoder_forward, gelu, gelu_backward, gelu_forward, layernorm_backward,
+    layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward, matmul_forward,
+    par_zip_map, residual_backward, residual_forward,
+};
+use listings::rng::{ChaCha8Rng, RngExt, randn, seeded};
+use ndarray::{Array, Array1, Array2, Array3, Array4, ArrayView, Dimension, ShapeBuilder};
+
+/// The step of the finite differences.
+const H: f32 = 0.05;
+
+/// The largest error a gradient entry may have, `|a - n| / max(|a|, |n|, FLOOR)`.
+const TOLERANCE: f64 = 2e-2;
+
+/// Gradients smaller than this are compared in absolute terms: near zero
+/// the finite differences' rounding noise is as large as the gradient.
+const FLOOR: f64 = 1e-2;
+
+/// How many entries of each tensor the whole-model check samples (the
+/// largest analytic gradient always among them); the layer checks look at
+/// every entry.
+const SAMPLES: usize = 24;
+
+/// Every entry, for [`compare`].
+const ALL: usize = usize::MAX;
+
+/// One comparison of an analytic gradient with finite differences.
+#[derive(Debug)]
+struct Comparison {
+    max_rel: f64,
+    checked: usize,
+    worst: (usize, f32, f64),
+}
+
+/// Compares `analytic` with central differences of `loss` at `x`, on every
+/// entry of `x` or at most `samples` of them. `loss` is given the perturbed
+/// numbers; `x` is restored exactly afterwards.
+fn compare(
+    x: &mut [f32],
+    analytic: &[f32],
+    samples: usize,
+    mut loss: impl FnMut(&[f32]) -> f64,
+) -> Comparison {
+    assert_eq!(x.len(), analytic.len(), "gradient and input differ in size");
+    let entries = sample(analytic, samples, &mut seeded(x.len() as u64));
+    let mut out = Comparison {
+        max_rel: 0.0,
+        checked: 0,
+        worst: (0, 0.0, 0.0),
+    };
+    for i in entries {
+        let keep = x[i];
+        let mut at = |d: f32| {
+            x[i] = keep + d;
+            loss(x)
+        };
+        // Fourth-order central differences: the h² error terms cancel.
+        let numeric =
+            (8.0 * (at(H) - at(-H)) - (at(2.0 * H) - at(-2.0 * H))) / (12.0 * f64::from(H));
+        x[i] = keep;
+        let a = f64::from(analytic[i]);
+        let rel = (a - numeric).abs() / a.abs().max(numeric.abs()).max(FLOOR);
+        if rel >= out.max_rel {
+            out.max_rel = rel;
+            out.worst = (i, analytic[i], numeric);
+        }
+        out.checked += 1;
+    }
+    out
+}
+
+/// Every index of a tensor of at most `samples` entries; else a seeded
+/// sample of `samples` of them, always including the largest gradient.
+fn sample(analytic: &[f32], samples: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    if analytic.len() <= samples {
+        return (0..analytic.len()).collect();
+    }
+    let largest = (0..analytic.len())
+        .max_by(|&i, &j| analytic[i].abs().total_cmp(&analytic[j].abs()))
+        .expect("not empty");
+    let mut picks = vec![largest];
+    picks.extend((1..samples).map(|_| rng.random_range(0..analytic.len())));
+    picks
+}
+
+/// Prints one line of the report and returns the comparison's error.
+fn report(layer: &str, tensor: &str, c: &Comparison) -> f64 {
+    let (i, a, n) = c.worst;
+    println!(
+        "{layer:<14} {tensor:<22} max rel err {:9.2e} over {:>4} entries \
+         (worst: entry {i}, analytic {a:+.6e}, numeric {n:+.6e})",
+        c.max_rel, c.checked
+    );
+    c.max_rel
+}
+
+/// Checks and reports one gradient, panicking with the report if it fails.
+fn assert_grad(layer: &str, tensor: &str, c: Comparison) {
+    let err = report(layer, tensor, &c);
+    assert!(
+        err < TOLERANCE,
+        "{layer} {tensor}: max relative error {err:.2e} is above {TOLERANCE:e} ({c:?})"
+    );
+}
+
+/// Random normal numbers of the given shape and size.
+fn rand<Sh: ShapeBuilder>(shape: Sh, std: f32, seed: u64) -> Array<f32, Sh::Dim> {
+    randn(shape, std, &mut seeded(seed))
+}
+
+/// `Σ w·out`, added up in f64.
+fn weighted<'a>(
+    w: impl IntoIterator<Item = &'a f32>,
+    out: impl IntoIterator<Item = &'a f32>,
+) -> f64 {
+    w.into_iter()
+        .zip(out)
+        .map(|(&w, &o)| f64::from(w) * f64::from(o))
+        .sum()
+}
+
+/// An array seen with another shape (for a perturbed copy of an input).
+fn view<'a, D: Dimension>(x: &'a [f32], like: &Array<f32, D>) -> ArrayView<'a, f32, D> {
+    ArrayView::from_shape(like.raw_dim(), x).expect("same size")
+}
+
+fn flat<D: Dimension>(x: &Array<f32, D>) -> &[f32] {
+    x.as_slice().expect("contiguous")
+}
+
+fn flat_mut<D: Dimension>(x: &mut Array<f32, D>) -> &mut [f32] {
+    x.as_slice_mut().expect("contiguous")
+}
+
+// ---------------------------------------------------------------- layers
+
+#[test]
+fn encoder() {
+    let (v, block, b, t, c) = (5, 4, 2, 3, 6);
+    let idx = ndarray::array![[1_u32, 4, 1], [0, 1, 3]]; // token 1 three times
+    let (mut wte, mut wpe) = (rand((v, c), 1.0, 1), rand((block, c), 1.0, 2));
+    let w = rand((b, t, c), 1.0, 3);
+    let (mut dwte, mut dwpe) = (Array2::zeros((v, c)), Array2::zeros((block, c)));
+    encoder_backward(&mut dwte, &mut dwpe, &w, &idx);
+    let forward = |wte: &ndarray::ArrayRef2<f32>, wpe: &ndarray::ArrayRef2<f32>| {
+        let mut out = Array3::zeros((b, t, c));
+        encoder_forward(&mut out, &idx, wte, wpe);
+        weighted(&w, &out)
+    };
+    let wpe0 = wpe.clone();
+    let c1 = compare(flat_mut(&mut wte), flat(&dwte), ALL, |x| {
+        forward(&view(x, &dwte), &wpe0)
+    });
+    assert_grad("encoder", "wte", c1);
+    let wte0 = wte.clone();
+    let c2 = compare(flat_mut(&mut wpe), flat(&dwpe), ALL, |x| {
+        forward(&wte0, &view(x, &dwpe))
+    });
+    assert_grad("encoder", "wpe", c2);
+}
+
+#[test]
+fn layernorm() {
+    let (b, t, c) = (2, 3, 8);
+    let mut inp = rand((b, t, c), 2.0, 1) + 0.5;
+    let params = LayerNormParams {
+        weight: rand(c, 0.5, 2) + 1.0,
+        bias: rand(c, 0.5, 3),
+    };
+    let w = rand((b, t, c), 1.0, 4);
+    let forward = |inp: &ndarray::ArrayRef3<f32>, params: &LayerNormParams| {
+        let mut out = Array3::zeros((b, t, c));
+        let (mut mean, mut rstd) = (Array2::zeros((b, t)), Array2::zeros((b, t)));
+        layernorm_forward(&mut out, &mut mean, &mut rstd, inp, params);
+        (weighted(&w, &out), mean, rstd)
+    };
+    let (_, mean, rstd) = forward(&inp, &params);
+    let mut dinp = Array3::zeros((b, t, c));
+    let mut dparams = LayerNormParams {
+        weight: Array1::zeros(c),
+        bias: Array1::zeros(c),
+    };
+    layernorm_backward(&mut dinp, &mut dparams, &w, &inp, &params, &mean, &rstd);
+
+    let p0 = params.clone();
+    let c1 = compare(flat_mut(&mut inp), flat(&dinp), ALL, |x| {
+        forward(&view(x, &dinp), &p0).0
+    });
+    assert_grad("layernorm", "inp", c1);
+    let inp0 = inp.clone();
+    let mut weight = params.weight.clone();
+    let c2 = compare(flat_mut(&mut weight), flat(&dparams.weight), ALL, |x| {
+        let p = LayerNormParams {
+            weight: view(x, &params.weight).to_owned(),
+            bias: params.bias.clone(),
+        };
+        forward(&inp0, &p).0
+    });
+    assert_grad("layernorm", "weight", c2);
+    let c3 = compare(
+        flat_mut(&mut params.bias.clone()),
+        flat(&dparams.bias),
+        ALL,
+        |x| {
+            let p = LayerNormParams {
+                weight: params.weight.clone(),
+                bias: view(x, &params.bias).to_owned(),
+            };
+            forward(&inp0, &p).0
+        },
+    );
+    assert_grad("layernorm", "bias", c3);
+    // The input's gradient is added to, not written: a second call doubles it.
+    let once = dinp.clone();
+    layernorm_backward(&mut dinp, &mut dparams, &w, &inp, &params, &mean, &rstd);
+    assert!((&dinp - &(2.0 * &once)).iter().all(|d| d.abs() < 1e-6));
+}
+
+#[test]
+fn matmul() {
+    let (b, t, c, oc) = (2, 3, 5, 7);
+    let inp = rand((b, t, c), 1.0, 1);
+    let layer = LinearParams {
+        weight: rand((c, oc), 1.0, 2),
+        bias: rand(oc, 1.0, 3),
+    };
+    let w = rand((b, t, oc), 1.0, 4);
+    let forward = |inp: &ndarray::ArrayRef3<f32>, layer: &LinearParams| {
+        let mut out = Array3::zeros((b, t, oc));
+        matmul_forward(&mut out, inp, layer);
+        weighted(&w, &out)
+    };
+    let mut dinp = Array3::from_elem((b, t, c), f32::NAN); // overwritten
+    let mut dlayer = LinearParams::zeros(c, oc);
+    matmul_backward(&mut dinp, &mut dlayer, &w, &inp, &layer);
+
+    let c1 = compare(flat_mut(&mut inp.clone()), flat(&dinp), ALL, |x| {
+        forward(&view(x, &inp), &layer)
+    });
+    assert_grad("matmul", "inp", c1);
+    let c2 = compare(
+        flat_mut(&mut layer.weight.clone()),
+        flat(&dlayer.weight),
+        ALL,
+        |x| {
+            let l = LinearParams {
+                weight: view(x, &layer.weight).to_owned(),
+                bias: layer.bias.clone(),
+            };
+            forward(&inp, &l)
+        },
+    );
+    assert_grad("matmul", "weight", c2);
+    let c3 = compare(
+        flat_mut(&mut layer.bias.clone()),
+        flat(&dlayer.bias),
+        ALL,
+        |x| {
+            let l = LinearParams {
+                weight: layer.weight.clone(),
+                bias: view(x, &layer.bias).to_owned(),
+            };
+            forward(&inp, &l)
+        },
+    );
+    assert_grad("matmul", "bias", c3);
+}
+
+#[test]
+fn gelu_layer() {
+    let shape = (2, 3, 16);
+    let inp = rand(shape, 2.0, 1);
+    let w = rand(shape, 1.0, 2);
+    let mut dinp = Array3::from_elem(shape, f32::NAN);
+    gelu_backward(&mut dinp, &inp, &w);
+    let c = compare(flat_mut(&mut inp.clone()), flat(&dinp), ALL, |x| {
+        let mut out = Array3::zeros(shape);
+        gelu_forward(&mut out, &view(x, &inp));
+        weighted(&w, &out)
+    });
+    assert_grad("gelu", "inp", c);
+}
+
+#[test]
+fn residual() {
+    let shape = (2, 3, 4);
+    let (a, b) = (rand(shape, 1.0, 1), rand(shape, 1.0, 2));
+    let w = rand(shape, 1.0, 3);
+    let (mut da, mut db) = (Array3::zeros(shape), Array3::zeros(shape));
+    residual_backward(&mut da, &mut db, &w);
+    let forward = |a: &ndarray::ArrayRef3<f32>, b: &ndarray::ArrayRef3<f32>| {
+        let mut out = Array3::zeros(shape);
+        residual_forward(&mut out, a, b);
+        weighted(&w, &out)
+    };
+    let c1 = compare(flat_mut(&mut a.clone()), flat(&da), ALL, |x| {
+        forward(&view(x, &a), &b)
+    });
+    assert_grad("residual", "a", c1);
+    let c2 = compare(flat_mut(&mut b.clone()), flat(&db), ALL, |x| {
+        forward(&a, &view(x, &b))
+    });
+    assert_grad("residual", "b", c2);
+}
+
+#[test]
+fn attention() {
+    let (b, t, c, nh) = (2, 5, 8, 2);
+    let qkv = rand((b, t, 3 * c), 1.0, 1);
+    let w = rand((b, t, c), 1.0, 2);
+    let forward = |qkv: &ndarray::ArrayRef3<f32>| {
+        let mut out = Array3::zeros((b, t, c));
+        let mut att = Array4::zeros((b, nh, t, t));
+        attention_forward(&mut out, &mut att, qkv, nh);
+        (weighted(&w, &out), att)
+    };
+    let (_, att) = forward(&qkv);
+    let mut dqkv = Array3::from_elem((b, t, 3 * c), f32::NAN);
+    let mut datt = Array4::from_elem((b, nh, t, t), f32::NAN);
+    attention_backward(&mut dqkv, &mut datt, &w, &qkv, &att, nh);
+    let cmp = compare(flat_mut(&mut qkv.clone()), flat(&dqkv), ALL, |x| {
+        forward(&view(x, &qkv)).0
+    });
+    assert_grad("attention", "qkv", cmp);
+}
+
+#[test]
+fn lm_head() {
+    let (b, t, c, v) = (2, 3, 6, 9);
+    let (x, wte) = (rand((b, t, c), 1.0, 1), rand((v, c), 1.0, 2));
+    let w = rand((b, t, v), 1.0, 3);
+    let forward = |x: &ndarray::ArrayRef3<f32>, wte: &ndarray::ArrayRef2<f32>| {
+        let mut logits = Array3::zeros((b, t, v));
+        lm_head_forward(&mut logits, x, wte);
+        weighted(&w, &logits)
+    };
+    let mut dx = Array3::from_elem((b, t, c), f32::NAN);
+    let mut dwte = Array2::zeros((v, c));
+    lm_head_backward(&mut dx, &mut dwte, &w, &x, &wte);
+    let c1 = compare(flat_mut(&mut x.clone()), flat(&dx), ALL, |p| {
+        forward(&view(p, &x), &wte)
+    });
+    assert_grad("lm_head", "x", c1);
+    let c2 = compare(flat_mut(&mut wte.clone()), flat(&dwte), ALL, |p| {
+        forward(&x, &view(p, &wte))
+    });
+    assert_grad("lm_head", "wte", c2);
+}
+
+#[test]
+fn crossentropy() {
+    let (b, t, v) = (2, 3, 7);
+    let logits = rand((b, t, v), 2.0, 1);
+    let targets = ndarray::array![[0_u32, 6, 3], [3, 3, 1]];
+    let mut dlogits = Array3::from_elem((b, t, v), f32::NAN);
+    crossentropy_softmax_backward(&mut dlogits, &logits, &targets);
+    let cmp = compare(flat_mut(&mut logits.clone()), flat(&dlogits), ALL, |x| {
+        let mut losses = Array2::zeros((b, t));
+        crossentropy_forward(&mut losses, &view(x, &logits), &targets);
+        losses.iter().map(|&l| f64::from(l)).sum::<f64>() / (b * t) as f64
+    });
+    assert_grad("crossentropy", "logits", cmp);
+    for row in dlogits.rows() {
+        assert!(row.sum().abs() < 1e-6, "each row of dlogits sums to 0");
+    }
+}
+
+// ------------------------------------------------- a block, the whole model
+
+/// The tiny model of the whole-model check.
+fn tiny() -> GptConfig {
+    GptConfig {
+        vocab_size: 11,
+        block_size: 6,
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 8,
+    }
+}
+
+/// Parameters with every number drawn at random (LayerNorm scales near 1),
+/// larger than GPT-2's initialisation so that every gradient is well above
+/// the finite differences' noise and the LayerNorms' scales and biases
+/// matter.
+fn random_params(config: &GptConfig, seed: u64) -> GptParams {
+    let mut params = GptParams::zeros(config);
+    let mut rng = seeded(seed);
+    for (name, mut tensor) in params.tensors_mut() {
+        let is_ln_scale = name.contains("ln_") && name.ends_with(".weight");
+        let std = if name.contains("wte") || name.contains("wpe") {
+            1.0
+        } else {
+            0.3
+        };
+        for x in tensor.iter_mut() {
+            let z = randn(1, std, &mut rng)[0];
+            *x = if is_ln_scale { 1.0 + z } else { z };
+        }
+    }
+    params
+}
+
+/// Checks the gradients of the tensors of `params` whose names pass
+/// `wanted`, with `loss` computed from a perturbed copy of `params`; prints
+/// a line per tensor and returns the largest error with its tensor's name.
+fn check_params(
+    layer: &str,
+    params: &GptParams,
+    grads: &GptParams,
+    wanted: impl Fn(&str) -> bool,
+    samples: usize,
+    loss: impl Fn(&GptParams) -> f64,
+) -> (f64, String) {
+    let mut worst = (0.0, String::new());
+    let grad_tensors = grads.tensors();
+    for (k, (name, value)) in params.tensors().into_iter().enumerate() {
+        if !wanted(&name) {
+            continue;
+        }
+        let analytic = grad_tensors[k].1.as_slice().expect("contiguous");
+        let mut x = value.as_slice().expect("contiguous").to_vec();
+        let cmp = compare(&mut x, analytic, samples, |x| {
+            let mut p = params.clone();
+            let mut tensors = p.tensors_mut();
+            tensors[k]
+                .1
+                .as_slice_mut()
+                .expect("contiguous")
+                .copy_from_slice(x);
+            drop(tensors);
+            loss(&p)
+        });
+        let short = name.trim_start_matches("transformer.");
+        let err = report(layer, short, &cmp);
+        if err >= worst.0 {
+            worst = (err, short.to_string());
+        }
+    }
+    worst
+}
+
+#[test]
+fn transformer_block() {
+    let config = GptConfig {
+        n_layer: 1,
+        ..tiny()
+    };
+    let (b, t, c) = (2, 4, config.n_embd);
+    let params = random_params(&config, 7);
+    let x = rand((b, t, c), 1.0, 1);
+    let w = rand((b, t, c), 1.0, 2);
+    let new_acts = || -> LayerActivations { Activations::new(&config, b, t).layers.remove(0) };
+    let forward = |x: &ndarray::ArrayRef3<f32>, p: &BlockParams, a: &mut LayerActivations| {
+        block_forward(a, x, p, config.n_head);
+        weighted(&w, &a.residual3)
+    };
+    let mut acts = new_acts();
+    forward(&x, &params.h[0], &mut acts);
+    let mut grads = GptParams::zeros(&config);
+    let mut dx = w.clone(); // the gradient of the output in, of the input out
+    let mut g: BlockGrads = ActivationGrads::new(&config, b, t).block;
+    block_backward(
+        &mut dx,
+        &mut g,
+        &mut grads.h[0],
+        &acts,
+        &x,
+        &params.h[0],
+        config.n_head,
+    );
+
+    let cmp = compare(flat_mut(&mut x.clone()), flat(&dx), ALL, |p| {
+        forward(&view(p, &x), &params.h[0], &mut new_acts())
+    });
+    assert_grad("block", "x", cmp);
+    let (err, name) = check_params(
+        "block",
+        &params,
+        &grads,
+        |name| name.contains(".h.0."),
+        ALL,
+        |p| forward(&x, &p.h[0], &mut new_acts()),
+    );
+    assert!(
+        err < TOLERANCE,
+        "block {name}: max relative error {err:.2e}"
+    );
+}
+
+/// The tiny model, a batch, its parameters' gradients, and a function
+/// giving the loss (in f64) of any parameters on that batch.
+fn whole_model() -> (GptParams, GptParams, impl Fn(&GptParams) -> f64) {
+    let config = tiny();
+    let (b, t) = (2, config.block_size);
+    let mut rng = seeded(3);
+    let mut tokens = || Array2::from_shape_simple_fn((b, t), || rng.random_range(0..11_u32));
+    let (idx, targets) = (tokens(), tokens());
+    let params = random_params(&config, 5);
+    let gpt = Gpt::from_params(config, params.clone()).expect("shapes fit");
+    let mut acts = Activations::new(&config, b, t);
+    let mut dacts = ActivationGrads::new(&config, b, t);
+    let mut grads = GptParams::zeros(&config);
+    gpt.forward_with(&mut acts, &idx, Some(&targets))
+        .expect("valid input");
+    gpt.backward(&mut grads, &mut dacts, &acts);
+    let loss = move |p: &GptParams| {
+        let gpt = Gpt::from_params(config, p.clone()).expect("shapes fit");
+        let mut acts = Activations::new(&config, b, t);
+        gpt.forward_with(&mut acts, &idx, Some(&targets))
+            .expect("valid input");
+        acts.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / (b * t) as f64
+    };
+    (params, grads, loss)
+}
+
+#[test]
+fn whole_model_every_parameter_tensor() {
+    let (params, grads, loss) = whole_model();
+    let (err, name) = check_params("gpt", &params, &grads, |_| true, SAMPLES, loss);
+    println!("gpt            all tensors            max rel err {err:9.2e} (in {name})");
+    assert!(err < TOLERANCE, "{name}: max relative error {err:.2e}");
+}
+
+// ------------------------------------------------------ the check can fail
+
+#[test]
+fn a_wrong_derivative_is_caught() {
+    // A tempting mistake: GELU is x·s(x), and forgetting that s depends on
+    // x gives the slope s(x) alone.
+    let shape = (2, 3, 16);
+    let inp = rand(shape, 2.0, 1);
+    let w = rand(shape, 1.0, 2);
+    let mut wrong = Array3::zeros(shape);
+    par_zip_map(flat_mut(&mut wrong), flat(&inp), flat(&w), |x, dy| {
+        dy * gelu(x) / x
+    });
+    let cmp = compare(flat_mut(&mut inp.clone()), flat(&wrong), ALL, |x| {
+        let mut out = Array3::zeros(shape);
+        gelu_forward(&mut out, &view(x, &inp));
+        weighted(&w, &out)
+    });
+    let err = report("wrong gelu", "inp", &cmp);
+    assert!(err > TOLERANCE, "the check missed a wrong derivative");
+}
+
+#[test]
+fn one_corrupted_gradient_entry_is_caught() {
+    let (params, mut grads, loss) = whole_model();
+    // 5% too large, on the entry the check always looks at (the largest).
+    let g = &mut grads.h[1].mlp.c_fc.weight;
+    let largest = g.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    let entry = g
+        .iter_mut()
+        .find(|x| x.abs() == largest)
+        .expect("not empty");
+    *entry *= 1.05;
+    let (err, name) = check_params(
+        "corrupted",
+        &params,
+        &grads,
+        |name| name.ends_with("h.1.mlp.c_fc.weight"),
+        SAMPLES,
+        loss,
+    );
+    assert!(
+        err > TOLERANCE,
+        "the check missed a 5% error in {name} ({err:.2e})"
+    );
+}
