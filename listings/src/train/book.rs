@@ -93,3 +93,13 @@ pub fn train_book_model(
 pub fn book_model() -> Result<BookModel, RunError> {
     train_book_model(&book_train_config(), |_, _| Ok(()))
 }
+
+/// [`book_model`], trained once per process and shared: for code that
+/// looks at the model several times (the figures, for instance).
+pub fn shared_book_model() -> Result<&'static BookModel, String> {
+    static MODEL: std::sync::OnceLock<Result<BookModel, String>> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| book_model().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
