@@ -56,13 +56,22 @@ mod registry {
 use registry::SNIPPETS;
 
 const RUN_ENV: &str = "BOOK_SNIPPET_RUN";
+const RUN_AT_ENV: &str = "BOOK_SNIPPET_AT";
 /// A block that runs longer than this is stopped and fails.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 fn main() -> ExitCode {
     if let Ok(index) = std::env::var(RUN_ENV) {
         let index: usize = index.parse().expect("snippet index");
-        return (SNIPPETS[index].run.expect("compiled snippet"))();
+        // The parent names the block it means; a binary rebuilt in between
+        // (another cargo run) could number its blocks differently.
+        let s = &SNIPPETS[index];
+        let meant = std::env::var(RUN_AT_ENV).unwrap_or_default();
+        if meant != format!("{}:{}", s.file, s.line) {
+            eprintln!("snippet {index} is {}:{} here, not {meant}", s.file, s.line);
+            return ExitCode::from(3);
+        }
+        return (s.run.expect("compiled snippet"))();
     }
     let args = libtest_mimic::Arguments::from_args();
     let mut trials = Vec::new();
@@ -96,9 +105,17 @@ struct Outcome {
 }
 
 fn run_child(index: usize) -> Result<Outcome, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // On Linux, /proc/self/exe is this very binary even if cargo has since
+    // replaced the file at its path.
+    let exe = if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().map_err(|e| e.to_string())?
+    };
+    let s = &SNIPPETS[index];
     let mut child = Command::new(exe)
         .env(RUN_ENV, index.to_string())
+        .env(RUN_AT_ENV, format!("{}:{}", s.file, s.line))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
