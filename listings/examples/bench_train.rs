@@ -5,7 +5,7 @@
 //! beta2 0.99 and weight decay 0.1, gradients clipped to norm 1).
 //!
 //! ```text
-//! cargo run --release -p listings --example bench_train [FILE] [--iters N] [--eval]
+//! cargo run --release -p listings --example bench_train [FILE] [--iters N] [--eval] [--profile]
 //! cargo run --release -p listings --example bench_train ../shared/data/tinyshakespeare.txt
 //! cargo run --release -p listings --example bench_train FILE --iters 2000 --eval
 //! MATMUL_NUM_THREADS=1 cargo run --release -p listings --example bench_train
@@ -22,6 +22,8 @@
 //! backward, optimiser), and the process's peak memory (`VmHWM`). With
 //! `--eval` it then prints the mean loss over 200 random batches of the
 //! training and of the validation tokens, as nanoGPT's `estimate_loss` does.
+//! With `--profile` it takes the forward and backward passes apart and
+//! prints the time each kind of layer takes.
 
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -199,6 +201,12 @@ fn main() -> Result<()> {
         args.iters,
         train_time.as_secs_f64()
     );
+    // Before the evaluation and the profile, which add nothing to a
+    // training run (the profile allocates a second set of arrays).
+    match peak_rss_mb() {
+        Some(mb) => println!("peak RSS of the training run (VmHWM): {mb:.1} MB"),
+        None => println!("peak RSS: unavailable (no /proc/self/status)"),
+    }
     if args.eval {
         let mut eval_rng = seeded(args.seed + 1);
         for (split, data) in [("train", train), ("val", val)] {
@@ -217,10 +225,6 @@ fn main() -> Result<()> {
     if args.profile {
         fill_batch(&mut idx, &mut targets, train, &mut rng);
         profile(trainer.gpt(), &idx, &targets, 100)?;
-    }
-    match peak_rss_mb() {
-        Some(mb) => println!("peak RSS (VmHWM): {mb:.1} MB"),
-        None => println!("peak RSS: unavailable (no /proc/self/status)"),
     }
     Ok(())
 }

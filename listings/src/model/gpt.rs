@@ -569,39 +569,22 @@ impl Gpt {
         if dacts.shape() != (b, t) || dacts.block.datt.dim().1 != self.config.n_head {
             *dacts = ActivationGrads::new(&self.config, b, t);
         }
-        let (p, g) = (&self.params, &mut *dacts);
+        let (p, g, nh) = (&self.params, &mut *dacts, self.config.n_head);
         crossentropy_softmax_backward(&mut g.dlogits, &acts.logits, &acts.targets); // (B, T, V)
         lm_head_backward(&mut g.dlnf, &mut grads.wte, &g.dlogits, &acts.lnf, &p.wte); // -> (B, T, C)
-        g.dresidual.fill(0.0);
-        let (mean, rstd) = (&acts.lnf_mean, &acts.lnf_rstd);
-        let x = acts.last_residual();
-        layernorm_backward(
-            &mut g.dresidual,
-            &mut grads.ln_f,
-            &g.dlnf,
-            x,
-            &p.ln_f,
-            mean,
-            rstd,
-        );
+        let (mean, rstd, x) = (&acts.lnf_mean, &acts.lnf_rstd, acts.last_residual());
+        let dx = &mut g.dresidual; // (B, T, C), walked back through the blocks
+        dx.fill(0.0);
+        layernorm_backward(dx, &mut grads.ln_f, &g.dlnf, x, &p.ln_f, mean, rstd);
         for l in (0..self.config.n_layer).rev() {
-            let x = if l == 0 {
-                &acts.encoded
-            } else {
-                &acts.layers[l - 1].residual3
-            };
-            let (dp, a) = (&mut grads.h[l], &acts.layers[l]);
-            block_backward(
-                &mut g.dresidual,
-                &mut g.block,
-                dp,
-                a,
-                x,
-                &p.h[l],
-                self.config.n_head,
-            );
+            let x = match l {
+                0 => &acts.encoded,
+                _ => &acts.layers[l - 1].residual3,
+            }; // the block's input, (B, T, C)
+            let (dp, a, bp) = (&mut grads.h[l], &acts.layers[l], &p.h[l]);
+            block_backward(dx, &mut g.block, dp, a, x, bp, nh);
         }
-        encoder_backward(&mut grads.wte, &mut grads.wpe, &g.dresidual, &acts.inputs); // (B, T, C) -> wte, wpe
+        encoder_backward(&mut grads.wte, &mut grads.wpe, dx, &acts.inputs); // -> wte, wpe
     }
     // ANCHOR_END: backward
 

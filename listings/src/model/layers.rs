@@ -233,7 +233,7 @@ pub fn matmul_forward(out: &mut ArrayRef3<f32>, inp: &ArrayRef3<f32>, layer: &Li
 /// As in the forward pass, batch and time are folded into `B·T` rows so
 /// that each product is one call to matrixmultiply, and the transposes are
 /// views (`.t()`), never copies. `dinp` is overwritten; `dlayer`'s weight
-/// and bias are added to.
+/// and bias are added to (by `weight_backward` and `bias_backward`, below).
 ///
 /// Shapes: `dinp`, `inp` `(B, T, C)`; `dout` `(B, T, OC)`; weights `(C, OC)`,
 /// biases `(OC)`.
@@ -254,8 +254,26 @@ pub fn matmul_backward(
         .expect("B·T·OC numbers fold to (B·T, OC)"); // (B·T, OC)
     let mut dx = flatten_mut(dinp, b * t, c); // (B·T, C)
     general_mat_mul(1.0, &dy, &layer.weight.t(), 0.0, &mut dx); // (B·T, OC) x (OC, C) -> (B·T, C)
-    general_mat_mul(1.0, &x.t(), &dy, 1.0, &mut dlayer.weight); // (C, B·T) x (B·T, OC) -> (C, OC)
+    weight_backward(&mut dlayer.weight, &x, &dy);
     bias_backward(&mut dlayer.bias, &dy);
+}
+
+/// `dW += xᵀ·dout`: a weight's gradient, `(C, B·T) x (B·T, OC) -> (C, OC)`.
+///
+/// When `OC > C` the same numbers are computed as the transposed product
+/// `dWᵀ += doutᵀ·x`, written through a transposed view of `dW`. The two are
+/// equal, bit for bit, but not equally fast on several cores: matrixmultiply
+/// copies its second operand into its working order on one thread before
+/// sharing the work out, so that operand had better be the smaller one, and
+/// `x` (`B·T x C`) is smaller than `dout` (`B·T x OC`) when `OC > C`.
+fn weight_backward(dw: &mut ArrayRef2<f32>, x: &ArrayRef2<f32>, dy: &ArrayRef2<f32>) {
+    let (c, oc) = (x.ncols(), dy.ncols());
+    if oc > c {
+        let mut dwt = dw.view_mut().reversed_axes(); // (OC, C)
+        general_mat_mul(1.0, &dy.t(), x, 1.0, &mut dwt); // (OC, B·T) x (B·T, C) -> (OC, C)
+    } else {
+        general_mat_mul(1.0, &x.t(), dy, 1.0, dw); // (C, B·T) x (B·T, OC) -> (C, OC)
+    }
 }
 
 /// `db += Σ dout` over the rows of `dout`: a bias's gradient.

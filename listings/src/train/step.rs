@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use ndarray::ArrayRef2;
 use thiserror::Error;
 
-use crate::model::{ActivationGrads, Activations, Gpt, GptParams, ModelError};
+use crate::model::{ActivationGrads, Activations, Gpt, GptParams, ModelError, pool};
 use crate::optim::{AdamW, AdamWConfig, Param, clip_grad_norm};
 
 /// What one training step measured.
@@ -204,6 +204,21 @@ impl Trainer {
         if grad_clip.is_nan() || grad_clip < 0.0 {
             return Err(TrainError::BadGradClip { grad_clip });
         }
+        // Every parallel loop of the step runs on the model's worker threads:
+        // moving onto them once, here, saves handing over each loop apart.
+        pool().install(|| self.step_on_pool(idx, targets, lr, grad_clip))
+    }
+
+    /// [`Trainer::step`] after its arguments were checked, run on the
+    /// [`pool`]'s threads.
+    fn step_on_pool(
+        &mut self,
+        idx: &ArrayRef2<u32>,
+        targets: &ArrayRef2<u32>,
+        lr: f32,
+        grad_clip: f32,
+    ) -> Result<StepStats, TrainError> {
+        let step = self.optimizer.t;
         let diverged = |quantity, value| TrainError::Diverged {
             step,
             quantity,
@@ -245,7 +260,8 @@ impl Trainer {
         idx: &ArrayRef2<u32>,
         targets: &ArrayRef2<u32>,
     ) -> Result<f32, TrainError> {
-        let loss = self.gpt.forward_with(&mut self.acts, idx, Some(targets))?;
+        let (gpt, acts) = (&self.gpt, &mut self.acts);
+        let loss = pool().install(|| gpt.forward_with(acts, idx, Some(targets)))?;
         Ok(loss.expect("a forward pass with targets has a loss"))
     }
 
