@@ -35,9 +35,59 @@ pub fn all() -> Vec<Figure> {
             draw: crate::tokens::figures::languages,
         },
         Figure {
+            file: "embeddings-projection.svg",
+            what: "chapter 2: the book model's embeddings of 37 words in six categories, projected to 2-D",
+            draw: crate::embeddings_lab::projection_figure,
+        },
+        Figure {
+            file: "embeddings-positions.svg",
+            what: "chapter 2: cosine similarity between the book model's 64 learned position vectors",
+            draw: crate::embeddings_lab::positions_figure,
+        },
+        Figure {
+            file: "attention-map-block0-head3.svg",
+            what: "chapter 3: block 0, head 3 of the trained book model on a sentence of the corpus",
+            draw: crate::attention_lab::map_block0_head3,
+        },
+        Figure {
+            file: "attention-map-block0-head0.svg",
+            what: "chapter 3: block 0, head 0 of the trained book model on a sentence of the corpus",
+            draw: crate::attention_lab::map_block0_head0,
+        },
+        Figure {
+            file: "attention-map-block1-head2.svg",
+            what: "chapter 3: block 1, head 2 of the trained book model on a sentence of the corpus",
+            draw: crate::attention_lab::map_block1_head2,
+        },
+        Figure {
+            file: "attention-cost.svg",
+            what: "chapter 3: time of attention and of the toy model's forward pass against sequence length",
+            draw: crate::attention_lab::attention_cost,
+        },
+        Figure {
             file: "transformer-parameters.svg",
             what: "chapter 4: the share of parameters in embeddings, attention, MLP and LayerNorm, toy model to GPT-2 XL",
             draw: crate::model::figures::parameter_share,
+        },
+        Figure {
+            file: "training-loss.svg",
+            what: "chapter 5: the book model's training and validation loss, step by step",
+            draw: crate::train::figures::loss_curve,
+        },
+        Figure {
+            file: "training-lr.svg",
+            what: "chapter 5: the learning rate of every step of the book model's run",
+            draw: crate::train::figures::lr_schedule,
+        },
+        Figure {
+            file: "training-optimizers.svg",
+            what: "chapter 5: the toy model's loss with SGD, momentum and AdamW",
+            draw: crate::train::figures::optimizers,
+        },
+        Figure {
+            file: "training-overfitting.svg",
+            what: "chapter 5: training and validation loss of a model trained on 2,000 tokens",
+            draw: crate::train::figures::overfitting,
         },
     ]
 }
@@ -351,6 +401,146 @@ pub fn heatmap(
     Ok(())
 }
 
+/// One named group of a [`scatter`]: points drawn in one colour, each with
+/// its own label.
+pub struct LabelledPoints<'a> {
+    /// The legend entry.
+    pub name: &'a str,
+    /// The points, each `(x, y, label)`.
+    pub points: Vec<(f64, f64, String)>,
+}
+
+/// A label's box in pixels: left, top, right, bottom.
+type LabelBox = (i32, i32, i32, i32);
+
+fn overlaps(a: LabelBox, b: LabelBox) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// Where to put a label of `chars` characters for the point at pixel `p`:
+/// the first of a widening ring of spots beside it whose box meets no box
+/// in `taken` and stays inside `area`. Returns the label's top-left corner
+/// and whether it had to move away from the point (and so needs a line).
+fn place_label(
+    p: (i32, i32),
+    chars: usize,
+    taken: &[LabelBox],
+    area: LabelBox,
+) -> ((i32, i32), bool) {
+    let (w, h) = (chars as i32 * 7 + 2, 14);
+    let mut first = None;
+    for (ring, r) in [7, 20, 34, 48, 62, 76].into_iter().enumerate() {
+        // Right, left, above, below, then the four diagonals.
+        let spots = [
+            (r, -h / 2),
+            (-r - w, -h / 2),
+            (-w / 2, -r - h),
+            (-w / 2, r),
+            (r, -r - h),
+            (r, r),
+            (-r - w, -r - h),
+            (-r - w, r),
+        ];
+        for (dx, dy) in spots {
+            let b = (p.0 + dx, p.1 + dy, p.0 + dx + w, p.1 + dy + h);
+            let inside = b.0 >= area.0 && b.1 >= area.1 && b.2 <= area.2 && b.3 <= area.3;
+            first.get_or_insert((b.0, b.1));
+            if inside && !taken.iter().any(|&t| overlaps(t, b)) {
+                return ((b.0, b.1), ring > 0);
+            }
+        }
+    }
+    (first.expect("at least one spot"), false)
+}
+
+/// Draws groups of labelled points into an SVG file of 760 x 560 pixels:
+/// a dot per point in its group's colour, its label beside it (moved out of
+/// the way of other labels and dots, with a thin line back to its dot when
+/// it had to move), and a legend of the groups. Axes are linear.
+pub fn scatter(path: &Path, axes: &Axes, groups: &[LabelledPoints]) -> Result<()> {
+    if axes.log_x || axes.log_y {
+        return Err(anyhow!("a scatter plot has linear axes"));
+    }
+    let all = || groups.iter().flat_map(|g| g.points.iter());
+    let (x0, x1) = bounds(all().map(|p| p.0), false)?;
+    let (y0, y1) = bounds(all().map(|p| p.1), false)?;
+    // One decimal, and no "-0.0".
+    let tick = |v: &f64| format!("{:.1}", if v.abs() < 0.05 { 0.0 } else { *v });
+    // Room around the dots for their labels.
+    let (px, py) = ((x1 - x0) * 0.12, (y1 - y0) * 0.08);
+    let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(axes.title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_label)
+        .y_desc(axes.y_label)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_err)?;
+    for (i, g) in groups.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let dots = g
+            .points
+            .iter()
+            .map(move |&(x, y, _)| Circle::new((x, y), 4, colour.filled()));
+        chart
+            .draw_series(dots)
+            .map_err(plot_err)?
+            .label(g.name)
+            .legend(move |(x, y)| Circle::new((x + 7, y), 4, colour.filled()));
+    }
+    // Labels, in pixels: every dot is an obstacle, then every placed label.
+    let pixel = |x: f64, y: f64| chart.backend_coord(&(x, y));
+    let (lo, hi) = (pixel(x0 - px, y1 + py), pixel(x1 + px, y0 - py));
+    let area = (lo.0, lo.1, hi.0, hi.1);
+    let mut taken: Vec<LabelBox> = all()
+        .map(|p| {
+            let (x, y) = pixel(p.0, p.1);
+            (x - 5, y - 5, x + 5, y + 5)
+        })
+        .collect();
+    let font = ("sans-serif", 13).into_font();
+    for (i, g) in groups.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        for (x, y, label) in &g.points {
+            let p = pixel(*x, *y);
+            let chars = label.chars().count();
+            let ((lx, ly), moved) = place_label(p, chars, &taken, area);
+            taken.push((lx, ly, lx + chars as i32 * 7 + 2, ly + 14));
+            if moved {
+                // To the nearest point of the label's box.
+                let end = (p.0.clamp(lx, lx + chars as i32 * 7), p.1.clamp(ly, ly + 14));
+                root.draw(&PathElement::new(vec![p, end], colour.mix(0.4)))
+                    .map_err(plot_err)?;
+            }
+            let style = font
+                .clone()
+                .color(&colour)
+                .pos(Pos::new(HPos::Left, VPos::Top));
+            root.draw(&Text::new(label.clone(), (lx + 1, ly), style))
+                .map_err(plot_err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +602,55 @@ mod tests {
             points: vec![],
         }];
         assert!(line_chart(&temp("empty.svg"), &axes, &empty).is_err());
+    }
+
+    #[test]
+    fn a_scatter_plot_labels_every_point_and_keeps_labels_apart() {
+        let axes = Axes {
+            title: "words",
+            x_label: "first",
+            y_label: "second",
+            log_y: false,
+            log_x: false,
+        };
+        let near = |x: f64, label: &str| (x, 0.0, label.to_string());
+        let groups = [
+            LabelledPoints {
+                name: "close",
+                points: vec![
+                    near(0.0, "alpha"),
+                    near(0.001, "beta"),
+                    near(0.002, "gamma"),
+                ],
+            },
+            LabelledPoints {
+                name: "far",
+                points: vec![(1.0, 1.0, "delta".to_string())],
+            },
+        ];
+        let path = temp("scatter.svg");
+        scatter(&path, &axes, &groups).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "words", "first", "second", "close", "far", "alpha", "beta", "gamma", "delta",
+        ] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+        // Four dots and a legend dot per group.
+        assert!(svg.matches("<circle").count() >= 6);
+        // Three labels for nearly the same spot do not overlap.
+        let mut taken = vec![];
+        for _ in 0..3 {
+            let ((x, y), _) = place_label((100, 100), 5, &taken, (0, 0, 400, 400));
+            let b = (x, y, x + 37, y + 14);
+            assert!(taken.iter().all(|&t| !overlaps(t, b)));
+            taken.push(b);
+        }
+        let log = Axes {
+            log_y: true,
+            ..axes
+        };
+        assert!(scatter(&path, &log, &groups).is_err());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! | [`figures`] | all: SVG charts drawn from real runs |
 //! | [`tokens`] | 1, byte-level BPE; tiktoken's encodings reproduced |
 //! | [`model`] | 2-4, embeddings, attention, the transformer: the GPT forward pass |
+//! | [`embeddings_lab`] | 2, looking inside trained embeddings: neighbours, analogies, a 2-D projection |
+//! | [`attention_lab`] | 3, attention's experiments: one shared matrix for queries and keys against two, softmax saturation, attention maps, the quadratic cost |
 //! | [`sample`] | 5, text from a trained model: temperature, top-k, greedy |
 //! | [`train`] | 5, training: the step (backward, clipping, AdamW), batches, checkpoints |
 //!
@@ -19,8 +21,10 @@
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
 //! head size (`C / nh`).
 
+pub mod attention_lab;
 pub mod autograd;
 pub mod data;
+pub mod embeddings_lab;
 pub mod figures;
 pub mod model;
 pub mod optim;

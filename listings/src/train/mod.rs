@@ -5,5 +5,6 @@
 pub mod book;
 pub mod checkpoint;
 pub mod data;
+pub mod figures;
 pub mod run;
 pub mod step;
