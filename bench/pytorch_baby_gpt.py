@@ -5,7 +5,8 @@ The model and the run are the ones nanoGPT trains on a CPU (4 layers,
 4 heads, n_embd 128, block 64, batch 12, no dropout; AdamW with lr 1e-3,
 beta2 0.99, weight decay 0.1 on 2-D tensors; 100 warm-up steps, cosine to
 1e-4 at step 2000; gradients clipped to norm 1), with the book's GPT-2
-layout (biases everywhere, lm_head tied to wte, GPT-2's initialisation).
+layout (biases everywhere, lm_head tied to wte, GPT-2's initialisation);
+--no-bias drops the biases, as nanoGPT does by default.
 It prints what bench_train prints: ms per iteration (median and mean
 after 10 warm-up steps), tokens per second, peak RSS, and with --eval the
 mean loss over 200 random batches of each split.
@@ -31,14 +32,14 @@ N_LAYER, N_HEAD, N_EMBD = 4, 4, 128
 
 
 class Block(nn.Module):
-    def __init__(self):
+    def __init__(self, bias):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(N_EMBD)
-        self.c_attn = nn.Linear(N_EMBD, 3 * N_EMBD)
-        self.attn_proj = nn.Linear(N_EMBD, N_EMBD)
-        self.ln_2 = nn.LayerNorm(N_EMBD)
-        self.c_fc = nn.Linear(N_EMBD, 4 * N_EMBD)
-        self.mlp_proj = nn.Linear(4 * N_EMBD, N_EMBD)
+        self.ln_1 = nn.LayerNorm(N_EMBD, bias=bias)
+        self.c_attn = nn.Linear(N_EMBD, 3 * N_EMBD, bias=bias)
+        self.attn_proj = nn.Linear(N_EMBD, N_EMBD, bias=bias)
+        self.ln_2 = nn.LayerNorm(N_EMBD, bias=bias)
+        self.c_fc = nn.Linear(N_EMBD, 4 * N_EMBD, bias=bias)
+        self.mlp_proj = nn.Linear(4 * N_EMBD, N_EMBD, bias=bias)
 
     def forward(self, x):
         b, t, c = x.shape
@@ -51,12 +52,12 @@ class Block(nn.Module):
 
 
 class Gpt(nn.Module):
-    def __init__(self, vocab_size):
+    def __init__(self, vocab_size, bias=True):
         super().__init__()
         self.wte = nn.Embedding(vocab_size, N_EMBD)
         self.wpe = nn.Embedding(T, N_EMBD)
-        self.h = nn.ModuleList(Block() for _ in range(N_LAYER))
-        self.ln_f = nn.LayerNorm(N_EMBD)
+        self.h = nn.ModuleList(Block(bias) for _ in range(N_LAYER))
+        self.ln_f = nn.LayerNorm(N_EMBD, bias=bias)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * N_LAYER))
@@ -96,16 +97,19 @@ def main():
     ap.add_argument("--iters", type=int, default=WARMUP + 200)
     ap.add_argument("--eval", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--no-bias", action="store_true",
+                    help="no biases in the linear layers and LayerNorms (nanoGPT's default)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(1337)
+    torch.manual_seed(args.seed)
     text = open(args.file, encoding="utf-8").read()
     chars = sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
     data = torch.tensor([index[c] for c in text], dtype=torch.long)
     split = len(data) * 9 // 10
     train, val = data[:split], data[split:]
-    model = Gpt(len(chars))
+    model = Gpt(len(chars), bias=not args.no_bias)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
@@ -114,7 +118,7 @@ def main():
     opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), eps=1e-8)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{sum(p.numel() for p in params)} parameters")
-    gen = torch.Generator().manual_seed(1337)
+    gen = torch.Generator().manual_seed(args.seed)
     times = []
     start_run = time.perf_counter()
     for it in range(args.iters):

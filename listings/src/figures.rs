@@ -175,7 +175,10 @@ pub fn line_chart_with_legend(
     let (y0, y1) = bounds(ys, axes.log_y)?;
     let label = |log: bool| {
         move |v: &f64| {
-            let v = if log { 10f64.powf(*v) } else { *v };
+            if log {
+                return significant(10f64.powf(*v), 2);
+            }
+            let v = *v;
             let digits = if v.abs() >= 100.0 || v == v.round() {
                 0
             } else if v.abs() >= 1.0 {
@@ -227,6 +230,19 @@ pub fn line_chart_with_legend(
     }
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// `v` rounded to `digits` significant digits, for the tick labels of a
+/// log axis, whose ticks fall at powers of 10 and the numbers between
+/// (10^1.6 = 39.81... is labelled 40).
+fn significant(v: f64, digits: i32) -> String {
+    if v <= 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.log10().floor() as i32; // 39.81 -> 1
+    let decimals = (digits - 1 - magnitude).max(0) as usize;
+    let unit = 10f64.powi(magnitude + 1 - digits); // 39.81 -> 1
+    format!("{:.decimals$}", (v / unit).round() * unit)
 }
 
 /// One named set of bars of a [`bar_chart`]: one value per group.
@@ -549,6 +565,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("listings-figures-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)
+    }
+
+    #[test]
+    fn log_axis_labels_have_two_significant_digits() {
+        let labels: Vec<String> = [39.81, 63.096, 100.0, 158.49, 1584.9, 3981.07, 0.0316, 0.01]
+            .map(|v| significant(v, 2))
+            .into();
+        let expected = ["40", "63", "100", "160", "1600", "4000", "0.032", "0.010"];
+        assert_eq!(labels, expected);
     }
 
     #[test]

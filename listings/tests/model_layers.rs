@@ -399,3 +399,36 @@ fn sums_and_maxima_in_sixteen_lanes() {
         );
     }
 }
+
+#[test]
+fn par_mat_mul_is_general_mat_mul_bit_for_bit() {
+    use listings::model::par_mat_mul;
+    use ndarray::linalg::general_mat_mul;
+    let mut rng = seeded(5);
+    // Tall, wide, square, odd sizes, under the threshold (no split), and
+    // transposed views as the backward pass passes them.
+    for (m, k, n) in [
+        (768, 128, 384),
+        (128, 768, 512),
+        (65, 300, 1001),
+        (3, 4, 5),
+        (300, 257, 33),
+    ] {
+        let a = randn((m, k), 1.0, &mut rng);
+        let b = randn((k, n), 1.0, &mut rng);
+        let at = randn((k, m), 1.0, &mut rng);
+        let start = randn((m, n), 1.0, &mut rng);
+        for beta in [0.0, 1.0] {
+            let (mut split, mut whole) = (start.clone(), start.clone());
+            par_mat_mul(0.5, &a, &b, beta, &mut split);
+            general_mat_mul(0.5, &a, &b, beta, &mut whole);
+            assert_eq!(split, whole, "({m}, {k}) x ({k}, {n}), beta {beta}");
+            par_mat_mul(1.0, &at.t(), &b, beta, &mut split);
+            general_mat_mul(1.0, &at.t(), &b, beta, &mut whole);
+            assert_eq!(
+                split, whole,
+                "transposed ({k}, {m})ᵀ x ({k}, {n}), beta {beta}"
+            );
+        }
+    }
+}

@@ -13,14 +13,13 @@
 //!
 //! Shapes: `B` batch, `T` time, `C` channels, `nh` heads, `hs = C / nh` head size.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{
     Array1, Array2, Array3, Array4, ArrayRef1, ArrayRef2, ArrayRef3, ArrayRef4, ArrayView2,
     ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s,
 };
 
 use super::layers::fast_exp;
-use super::parallel::{max, out_slice, pool, simd, sum_map, sum_zip};
+use super::parallel::{max, out_slice, par_mat_mul, pool, simd, sum_map, sum_zip};
 
 // ANCHOR: softmax
 /// Softmax: turn scores into probabilities, bigger scores getting more.
@@ -179,12 +178,12 @@ fn attention_sequence(
         let k = qkv.slice(s![.., c + h * hs..c + (h + 1) * hs]); // (T, hs)
         let v = qkv.slice(s![.., 2 * c + h * hs..2 * c + (h + 1) * hs]); // (T, hs)
         let mut weights = att.index_axis_mut(Axis(0), h); // (T, T)
-        general_mat_mul(scale, &q, &k.t(), 0.0, &mut weights); // (T, hs) x (hs, T) -> (T, T)
+        par_mat_mul(scale, &q, &k.t(), 0.0, &mut weights); // (T, hs) x (hs, T) -> (T, T)
         for (i, row) in out_slice(&mut weights).chunks_exact_mut(t).enumerate() {
             causal_softmax(row, i);
         }
         let mut y = out.slice_mut(s![.., h * hs..(h + 1) * hs]); // (T, hs)
-        general_mat_mul(1.0, &weights, &v, 0.0, &mut y); // (T, T) x (T, hs) -> (T, hs)
+        par_mat_mul(1.0, &weights, &v, 0.0, &mut y); // (T, T) x (T, hs) -> (T, hs)
     }
 }
 // ANCHOR_END: attention_sequence
@@ -270,8 +269,8 @@ fn attention_sequence_backward(
         let dy = dout.slice(s![.., h * hs..(h + 1) * hs]); // (T, hs)
         let p = att.index_axis(Axis(0), h); // (T, T)
         let mut ds = datt.index_axis_mut(Axis(0), h); // (T, T)
-        general_mat_mul(1.0, &dy, &qkv.slice(v).t(), 0.0, &mut ds); // dP: (T, hs) x (hs, T) -> (T, T)
-        general_mat_mul(1.0, &p.t(), &dy, 0.0, &mut dqkv.slice_mut(v)); // dV: (T, T) x (T, hs) -> (T, hs)
+        par_mat_mul(1.0, &dy, &qkv.slice(v).t(), 0.0, &mut ds); // dP: (T, hs) x (hs, T) -> (T, T)
+        par_mat_mul(1.0, &p.t(), &dy, 0.0, &mut dqkv.slice_mut(v)); // dV: (T, T) x (T, hs) -> (T, hs)
         let p = p.as_slice().expect("att is in row-major layout");
         for (i, (ds, p)) in (out_slice(&mut ds).chunks_exact_mut(t))
             .zip(p.chunks_exact(t))
@@ -279,8 +278,8 @@ fn attention_sequence_backward(
         {
             causal_softmax_backward(ds, p, i);
         }
-        general_mat_mul(scale, &ds, &qkv.slice(k), 0.0, &mut dqkv.slice_mut(q)); // dQ: (T, T) x (T, hs) -> (T, hs)
-        general_mat_mul(scale, &ds.t(), &qkv.slice(q), 0.0, &mut dqkv.slice_mut(k)); // dK: (T, T) x (T, hs) -> (T, hs)
+        par_mat_mul(scale, &ds, &qkv.slice(k), 0.0, &mut dqkv.slice_mut(q)); // dQ: (T, T) x (T, hs) -> (T, hs)
+        par_mat_mul(scale, &ds.t(), &qkv.slice(q), 0.0, &mut dqkv.slice_mut(k)); // dK: (T, T) x (T, hs) -> (T, hs)
     }
 }
 // ANCHOR_END: attention_sequence_backward

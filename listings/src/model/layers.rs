@@ -10,11 +10,10 @@
 //!
 //! Shapes: `B` batch, `T` time, `C` channels, `OC` output channels, `V` vocabulary.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayRef1, ArrayRef2, ArrayRef3, ArrayViewMut2, Zip};
 
 use super::parallel::{
-    in_slice, out_slice, par_map, par_zip_map, simd, sum_map, sum_zip, sum_zip3,
+    in_slice, out_slice, par_map, par_mat_mul, par_zip_map, simd, sum_map, sum_zip, sum_zip3,
 };
 use super::params::{LayerNormParams, LinearParams};
 
@@ -203,7 +202,8 @@ fn layernorm_row_backward(
 ///
 /// The batch and time axes are folded into one, so the whole layer is a
 /// single matrix product of a `(B·T, C)` matrix by the `(C, OC)` weight,
-/// which ndarray hands to matrixmultiply's fast kernels.
+/// which [`par_mat_mul`] shares out between the cores, each part a call to
+/// matrixmultiply's fast kernels.
 ///
 /// Shapes: `inp` `(B, T, C)`, weight `(C, OC)`, bias `(OC)`, `out` `(B, T, OC)`.
 /// `out` must be in row-major layout, as every array ndarray allocates is.
@@ -215,7 +215,7 @@ pub fn matmul_forward(out: &mut ArrayRef3<f32>, inp: &ArrayRef3<f32>, layer: &Li
         .expect("B·T·C numbers fold to (B·T, C)"); // (B·T, C)
     let mut y = flatten_mut(out, b * t, oc); // (B·T, OC)
     y.assign(&layer.bias); // every row starts as the bias
-    general_mat_mul(1.0, &x, &layer.weight, 1.0, &mut y); // (B·T, C) x (C, OC) -> (B·T, OC)
+    par_mat_mul(1.0, &x, &layer.weight, 1.0, &mut y); // (B·T, C) x (C, OC) -> (B·T, OC)
 }
 // ANCHOR_END: matmul_forward
 
@@ -233,7 +233,7 @@ pub fn matmul_forward(out: &mut ArrayRef3<f32>, inp: &ArrayRef3<f32>, layer: &Li
 /// As in the forward pass, batch and time are folded into `B·T` rows so
 /// that each product is one call to matrixmultiply, and the transposes are
 /// views (`.t()`), never copies. `dinp` is overwritten; `dlayer`'s weight
-/// and bias are added to (by `weight_backward` and `bias_backward`, below).
+/// and bias are added to.
 ///
 /// Shapes: `dinp`, `inp` `(B, T, C)`; `dout` `(B, T, OC)`; weights `(C, OC)`,
 /// biases `(OC)`.
@@ -253,27 +253,9 @@ pub fn matmul_backward(
         .to_shape((b * t, oc))
         .expect("B·T·OC numbers fold to (B·T, OC)"); // (B·T, OC)
     let mut dx = flatten_mut(dinp, b * t, c); // (B·T, C)
-    general_mat_mul(1.0, &dy, &layer.weight.t(), 0.0, &mut dx); // (B·T, OC) x (OC, C) -> (B·T, C)
-    weight_backward(&mut dlayer.weight, &x, &dy);
+    par_mat_mul(1.0, &dy, &layer.weight.t(), 0.0, &mut dx); // (B·T, OC) x (OC, C) -> (B·T, C)
+    par_mat_mul(1.0, &x.t(), &dy, 1.0, &mut dlayer.weight); // (C, B·T) x (B·T, OC) -> (C, OC)
     bias_backward(&mut dlayer.bias, &dy);
-}
-
-/// `dW += xᵀ·dout`: a weight's gradient, `(C, B·T) x (B·T, OC) -> (C, OC)`.
-///
-/// When `OC > C` the same numbers are computed as the transposed product
-/// `dWᵀ += doutᵀ·x`, written through a transposed view of `dW`. The two are
-/// equal, bit for bit, but not equally fast on several cores: matrixmultiply
-/// copies its second operand into its working order on one thread before
-/// sharing the work out, so that operand had better be the smaller one, and
-/// `x` (`B·T x C`) is smaller than `dout` (`B·T x OC`) when `OC > C`.
-fn weight_backward(dw: &mut ArrayRef2<f32>, x: &ArrayRef2<f32>, dy: &ArrayRef2<f32>) {
-    let (c, oc) = (x.ncols(), dy.ncols());
-    if oc > c {
-        let mut dwt = dw.view_mut().reversed_axes(); // (OC, C)
-        general_mat_mul(1.0, &dy.t(), x, 1.0, &mut dwt); // (OC, B·T) x (B·T, C) -> (OC, C)
-    } else {
-        general_mat_mul(1.0, &x.t(), dy, 1.0, dw); // (C, B·T) x (B·T, OC) -> (C, OC)
-    }
 }
 
 /// `db += Σ dout` over the rows of `dout`: a bias's gradient.
@@ -423,7 +405,7 @@ pub fn lm_head_forward(logits: &mut ArrayRef3<f32>, x: &ArrayRef3<f32>, wte: &Ar
         .to_shape((b * t, c))
         .expect("B·T·C numbers fold to (B·T, C)"); // (B·T, C)
     let mut y = flatten_mut(logits, b * t, v); // (B·T, V)
-    general_mat_mul(1.0, &x, &wte.t(), 0.0, &mut y); // (B·T, C) x (C, V) -> (B·T, V)
+    par_mat_mul(1.0, &x, &wte.t(), 0.0, &mut y); // (B·T, C) x (C, V) -> (B·T, V)
 }
 // ANCHOR_END: lm_head_forward
 
@@ -452,8 +434,8 @@ pub fn lm_head_backward(
         .to_shape((b * t, v))
         .expect("B·T·V numbers fold to (B·T, V)"); // (B·T, V)
     let mut dx = flatten_mut(dx, b * t, c); // (B·T, C)
-    general_mat_mul(1.0, &dy, wte, 0.0, &mut dx); // (B·T, V) x (V, C) -> (B·T, C)
-    general_mat_mul(1.0, &dy.t(), &x, 1.0, dwte); // (V, B·T) x (B·T, C) -> (V, C)
+    par_mat_mul(1.0, &dy, wte, 0.0, &mut dx); // (B·T, V) x (V, C) -> (B·T, C)
+    par_mat_mul(1.0, &dy.t(), &x, 1.0, dwte); // (V, B·T) x (B·T, C) -> (V, C)
 }
 // ANCHOR_END: lm_head_backward
 

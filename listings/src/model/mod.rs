@@ -63,7 +63,9 @@ pub use layers::{
     lm_head_backward, lm_head_forward, matmul_backward, matmul_forward, residual_backward,
     residual_forward,
 };
-pub use parallel::{num_threads, par_map, par_zip_map, pool, simd, sum_map, sum_zip, sum_zip3};
+pub use parallel::{
+    num_threads, par_map, par_mat_mul, par_zip_map, pool, simd, sum_map, sum_zip, sum_zip3,
+};
 pub use params::{
     AttentionParams, BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams, MlpParams,
     ParamSpec,

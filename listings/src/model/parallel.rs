@@ -1,8 +1,11 @@
 //! Using the whole machine: several cores, and the wide vector instructions
 //! of each.
 //!
-//! Matrix products get both from matrixmultiply. The model's other loops
-//! (attention's softmax, GELU, LayerNorm) get them here:
+//! Matrix products get wide vectors from matrixmultiply's kernels (its
+//! AVX-512 ones, enabled in `Cargo.toml`) and several cores from
+//! [`par_mat_mul`], which cuts each product into one part per core. The
+//! model's other loops (attention's softmax, GELU, LayerNorm) get them
+//! here too:
 //!
 //! - [`pool`] is a set of worker threads that stay alive between calls, so
 //!   handing them work costs about 15 µs on this book's machine, where
@@ -17,14 +20,17 @@
 //! operation exactly as the plain ones do, and the order of every sum is
 //! fixed by the code, not by the CPU or the number of threads.
 //!
-//! The number of threads follows `MATMUL_NUM_THREADS`, the variable that
-//! matrixmultiply reads, so one setting controls every thread:
+//! One pool of threads does all of it: matrixmultiply's own threading is
+//! left off, so that it never competes with the pool for the cores. The
+//! number of threads follows the environment variable `MATMUL_NUM_THREADS`
+//! (the name matrixmultiply uses for the same setting):
 //! `MATMUL_NUM_THREADS=1` runs everything on one core.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use ndarray::{ArrayRef, Dimension};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayRef, ArrayRef2, ArrayView2, ArrayViewMut2, Axis, Dimension};
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -285,3 +291,69 @@ pub(crate) fn in_slice<D: Dimension>(x: &ArrayRef<f32, D>) -> Cow<'_, [f32]> {
         None => Cow::Owned(x.iter().copied().collect()),
     }
 }
+
+// ANCHOR: par_mat_mul
+/// `c = alpha·a·b + beta·c`, with `c`'s rows (or columns) shared out between
+/// the [`pool`]'s threads, each part one single-threaded matrixmultiply call.
+///
+/// Every number of `c` is one row of `a` times one column of `b`, so a part
+/// of `c` needs only its own rows of `a` (or columns of `b`): the parts are
+/// independent, and each number is summed in the same order as by one call,
+/// bit for bit. `c` is cut across its longer side, so that the operand each
+/// part copies whole (matrixmultiply packs both operands into its working
+/// order first) is the smaller one. Products under a million
+/// multiply-adds run on the calling thread: sharing them out would cost
+/// more than it saves.
+///
+/// Shapes: `a` `(M, K)`, `b` `(K, N)`, `c` `(M, N)`.
+pub fn par_mat_mul(
+    alpha: f32,
+    a: &ArrayRef2<f32>,
+    b: &ArrayRef2<f32>,
+    beta: f32,
+    c: &mut ArrayRef2<f32>,
+) {
+    let (m, n) = c.dim();
+    if m * n * a.ncols() < 1 << 20 {
+        general_mat_mul(alpha, a, b, beta, c);
+    } else {
+        pool().install(|| {
+            split_mat_mul(alpha, a.view(), b.view(), beta, c.view_mut(), num_threads())
+        });
+    }
+}
+// ANCHOR_END: par_mat_mul
+
+/// [`par_mat_mul`] in `parts` parts, halving `c` until each part is one.
+fn split_mat_mul(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<f32>,
+    parts: usize,
+) {
+    let (m, n) = c.dim();
+    if parts < 2 || m.max(n) < 2 * CUT {
+        general_mat_mul(alpha, &a, &b, beta, &mut c);
+        return;
+    }
+    let (first, rest) = (parts / 2, parts - parts / 2);
+    let axis = if m >= n { Axis(0) } else { Axis(1) };
+    // A cut at a multiple of CUT keeps matrixmultiply's kernels on whole tiles.
+    let mid = (c.len_of(axis) * first / parts).div_ceil(CUT) * CUT;
+    let (c0, c1) = c.split_at(axis, mid);
+    let ((a0, a1), (b0, b1)) = if axis == Axis(0) {
+        (a.split_at(Axis(0), mid), (b, b))
+    } else {
+        ((a, a), b.split_at(Axis(1), mid))
+    };
+    rayon::join(
+        || split_mat_mul(alpha, a0, b0, beta, c0, first),
+        || split_mat_mul(alpha, a1, b1, beta, c1, rest),
+    );
+}
+
+/// Parts of a split product are cut at multiples of this many rows or
+/// columns.
+const CUT: usize = 32;
