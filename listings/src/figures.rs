@@ -220,13 +220,7 @@ pub fn line_chart_with_legend(
             });
     }
     if series.iter().any(|s| !s.name.is_empty()) {
-        chart
-            .configure_series_labels()
-            .position(legend)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, legend)?;
     }
     root.present().map_err(plot_err)?;
     Ok(())
@@ -243,6 +237,21 @@ fn significant(v: f64, digits: i32) -> String {
     let decimals = (digits - 1 - magnitude).max(0) as usize;
     let unit = 10f64.powi(magnitude + 1 - digits); // 39.81 -> 1
     format!("{:.decimals$}", (v / unit).round() * unit)
+}
+
+/// Draws a chart's legend at `position`, on a white box that lets the grid
+/// show through a little, with a light border.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot_err)
 }
 
 /// One named set of bars of a [`bar_chart`]: one value per group.
@@ -333,13 +342,7 @@ pub fn bar_chart(path: &Path, axes: &Axes, groups: &[&str], series: &[Bars]) -> 
         root.draw(&Text::new(label.to_string(), (px, py + 6), style))
             .map_err(plot_err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
@@ -546,13 +549,7 @@ pub fn scatter(path: &Path, axes: &Axes, groups: &[LabelledPoints]) -> Result<()
                 .map_err(plot_err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }

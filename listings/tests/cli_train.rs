@@ -242,3 +242,50 @@ fn a_diverging_run_stops_names_the_step_and_keeps_the_last_good_checkpoint() {
     ]);
     assert!(eval.status.success(), "{}", text(&eval.stderr));
 }
+
+/// `listings train` on the corpus with the book model's flags (the command
+/// chapter 5 shows) runs the same training as `train_book_model`: the same
+/// evaluations, to the four decimals it prints. Shortened to 60 steps.
+#[test]
+fn the_book_command_trains_the_book_model() {
+    use listings::train::book::{book_train_config, train_book_model};
+    use listings::train::run::TrainConfig;
+    let dir = temp_dir("book");
+    let corpus = dir.join("corpus.txt");
+    let out = listings(&["corpus"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(&corpus, &out.stdout).unwrap();
+    let ckpt = dir.join("book.safetensors");
+    #[rustfmt::skip]
+    let args = [
+        "train", "--data", corpus.to_str().unwrap(), "--out", ckpt.to_str().unwrap(),
+        "--tokenizer", "bpe", "--n-layer", "2", "--n-head", "4", "--n-embd", "64",
+        "--block-size", "64", "--batch-size", "16", "--max-iters", "60",
+        "--learning-rate", "3e-3", "--min-lr", "3e-4", "--lr-decay-iters", "2000",
+        "--eval-iters", "20", "--eval-interval", "30",
+    ];
+    let run = listings(&args);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let first = "323056 tokens (290750 train, 32306 val), vocabulary 2048 (bpe); 235264 parameters";
+    assert_eq!(
+        text(&run.stdout).lines().next(),
+        Some(first),
+        "chapter 5 quotes it"
+    );
+    let printed: Vec<String> = text(&run.stdout)
+        .lines()
+        .filter(|l| l.starts_with("step "))
+        .map(String::from)
+        .collect();
+    let config = TrainConfig {
+        max_iters: 60,
+        eval_interval: 30,
+        ..book_train_config()
+    };
+    let book = train_book_model(&config, |_, _| Ok(())).unwrap();
+    let expected: Vec<String> = (book.history.evals.iter())
+        .map(|(step, train, val)| format!("step {step}: train loss {train:.4}, val loss {val:.4}"))
+        .collect();
+    assert_eq!(expected.len(), 3, "evaluations at steps 0, 30 and 60");
+    assert_eq!(printed, expected);
+}
