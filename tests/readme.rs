@@ -1,25 +1,17 @@
 //! The README's Rust example is `listings/examples/readme.rs`, which
 //! `cargo test` and clippy compile: the two must say the same thing.
 
-/// The contents of every ```rust block of `markdown`.
-fn rust_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```rust") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
+#[path = "harness/markdown.rs"]
+#[allow(dead_code)] // the harness's markdown reader; this test needs its fences only
+mod markdown;
+
+/// The contents of every Rust block of `text`.
+fn rust_blocks(text: &str) -> Vec<String> {
+    let fences = markdown::fences(text).expect("README.md's fences are closed");
+    (fences.into_iter())
+        .filter(|f| markdown::is_rust(&f.info))
+        .map(|f| f.body)
+        .collect()
 }
 
 #[test]

@@ -53,10 +53,12 @@ pub struct Snippet {
 
 /// A fenced block as written.
 #[derive(Clone, Debug)]
-struct Fence {
+pub struct Fence {
     line: usize,
-    info: String,
-    body: String,
+    /// What follows the opening fence (`rust`, `output`, `rust,no_run`, ...).
+    pub info: String,
+    /// The lines between the fences, each ending with a newline.
+    pub body: String,
     /// The nearest non-blank line before the opening fence.
     line_before: String,
     /// Whether only blank lines separate this fence from the previous one.
@@ -83,7 +85,8 @@ const MDBOOK_ATTRS: &[&str] = &["editable", "noplayground", "mdbook-runnable"];
 /// The fence language that marks a stated output.
 pub const OUTPUT_LANG: &str = "output";
 
-fn fences(text: &str) -> Result<Vec<Fence>, String> {
+/// Every fenced block of `text`, in order; an unclosed fence is an error.
+pub fn fences(text: &str) -> Result<Vec<Fence>, String> {
     let mut out = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
