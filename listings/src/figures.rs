@@ -5,6 +5,8 @@
 //! the browser, so nothing here needs a font installed.
 
 use anyhow::{Result, anyhow};
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -191,14 +193,7 @@ pub fn line_chart_with_legend(
     };
     let (fx, fy) = (label(axes.log_x), label(axes.log_y));
     let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(tx(x0)..tx(x1), ty(y0)..ty(y1))
-        .map_err(plot_err)?;
+    let mut chart = frame(&root, axes.title, tx(x0)..tx(x1), ty(y0)..ty(y1))?;
     chart
         .configure_mesh()
         .x_desc(axes.x_label)
@@ -237,6 +232,24 @@ fn significant(v: f64, digits: i32) -> String {
     let decimals = (digits - 1 - magnitude).max(0) as usize;
     let unit = 10f64.powi(magnitude + 1 - digits); // 39.81 -> 1
     format!("{:.decimals$}", (v / unit).round() * unit)
+}
+
+/// A white drawing with a title and room for axis labels, and a chart over
+/// `x` and `y` inside it: the frame the line, bar and scatter charts share.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_err)
 }
 
 /// Draws a chart's legend at `position`, on a white box that lets the grid
@@ -293,14 +306,7 @@ pub fn bar_chart(path: &Path, axes: &Axes, groups: &[&str], series: &[Bars]) -> 
     let top = if top > 0.0 { top * 1.08 } else { 1.0 };
     let n = groups.len() as f64;
     let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..n, 0.0..top)
-        .map_err(plot_err)?;
+    let mut chart = frame(&root, axes.title, 0.0..n, 0.0..top)?;
     let y_label = |v: &f64| {
         if *v == v.round() {
             format!("{v:.0}")
@@ -488,14 +494,7 @@ pub fn scatter(path: &Path, axes: &Axes, groups: &[LabelledPoints]) -> Result<()
     // Room around the dots for their labels.
     let (px, py) = ((x1 - x0) * 0.12, (y1 - y0) * 0.08);
     let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)
-        .map_err(plot_err)?;
+    let mut chart = frame(&root, axes.title, x0 - px..x1 + px, y0 - py..y1 + py)?;
     chart
         .configure_mesh()
         .x_desc(axes.x_label)
