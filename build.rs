@@ -46,6 +46,7 @@ fn main() {
     println!("cargo:rerun-if-changed=tests/fixtures");
     println!("cargo:rerun-if-changed=listings/src");
     println!("cargo:rerun-if-changed=listings/examples");
+    println!("cargo:rerun-if-changed=lab/src");
     println!("cargo:rerun-if-env-changed=BOOK_HARNESS_EXTRA");
 
     let mut files = Vec::new();

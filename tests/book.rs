@@ -214,10 +214,10 @@ fn check(index: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The folder of this test binary's dependencies, and the `listings` rlib in
-/// it that this binary was linked with (the newest one: cargo has just
+/// The folder of this test binary's dependencies, and the rlib of `krate`
+/// in it that this binary was linked with (the newest one: cargo has just
 /// built or checked it).
-fn listings_rlib() -> Result<(PathBuf, PathBuf), String> {
+fn rlib(krate: &str) -> Result<(PathBuf, PathBuf), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let deps = exe.parent().ok_or("no deps folder")?.to_path_buf();
     let newest = std::fs::read_dir(&deps)
@@ -226,10 +226,10 @@ fn listings_rlib() -> Result<(PathBuf, PathBuf), String> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with("liblistings-") && name.ends_with(".rlib")
+            name.starts_with(&format!("lib{krate}-")) && name.ends_with(".rlib")
         })
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
-        .ok_or("no liblistings-*.rlib next to the test binary")?;
+        .ok_or(format!("no lib{krate}-*.rlib next to the test binary"))?;
     Ok((deps, newest))
 }
 
@@ -238,7 +238,8 @@ fn listings_rlib() -> Result<(PathBuf, PathBuf), String> {
 const SETUP_ERRORS: &[&str] = &["E0460", "E0461", "E0462", "E0463", "E0464", "E0514"];
 
 fn check_compile_fail(s: &Snippet, at: &str) -> Result<(), String> {
-    let (deps, rlib) = listings_rlib()?;
+    let (deps, listings) = rlib("listings")?;
+    let (_, lab) = rlib("lab")?;
     let dir = std::env::temp_dir().join(format!(
         "book-compile-fail-{}-{}",
         std::process::id(),
@@ -262,7 +263,9 @@ fn check_compile_fail(s: &Snippet, at: &str) -> Result<(), String> {
         .arg("-L")
         .arg(format!("dependency={}", deps.display()))
         .arg("--extern")
-        .arg(format!("listings={}", rlib.display()))
+        .arg(format!("listings={}", listings.display()))
+        .arg("--extern")
+        .arg(format!("lab={}", lab.display()))
         .arg(&src)
         .output()
         .map_err(|e| format!("{at}: cannot run rustc: {e}"))?;

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use listings::model::{
     Activations, Gpt, GptConfig, attention_forward, crossentropy_forward, encoder_forward,
-    gelu_forward, layernorm_forward, lm_head_forward, matmul_forward, num_threads,
-    residual_forward,
+    gelu_forward, layernorm_forward, lm_head_forward, matmul_forward, residual_forward,
 };
 use listings::ndarray::Array2;
+use listings::parallel::num_threads;
 use listings::rng::{RngExt, seeded};
 
 const VOCAB: usize = 65;

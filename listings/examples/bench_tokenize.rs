@@ -28,7 +28,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot read {path} as UTF-8 text"))?;
             (path, text)
         }
-        None => ("the book corpus".to_string(), listings::data::corpus()),
+        None => ("the book corpus".to_string(), listings::corpus::corpus()),
     };
     if text.is_empty() {
         bail!("{label} is empty");

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! FILE is any UTF-8 text; without one, the book's own corpus
-//! (`listings::data::corpus()`). The vocabulary is the text's sorted unique
+//! (`listings::corpus::corpus()`). The vocabulary is the text's sorted unique
 //! characters; the first 90% of the tokens train, the last 10% validate.
 //! Batches are drawn at random positions by a seeded ChaCha8.
 //!
@@ -33,10 +33,11 @@ use listings::model::{
     ActivationGrads, Activations, Gpt, GptConfig, GptParams, attention_backward, attention_forward,
     crossentropy_forward, crossentropy_softmax_backward, encoder_backward, encoder_forward,
     gelu_backward, gelu_forward, layernorm_backward, layernorm_forward, lm_head_backward,
-    lm_head_forward, matmul_backward, matmul_forward, num_threads, residual_forward,
+    lm_head_forward, matmul_backward, matmul_forward, residual_forward,
 };
 use listings::ndarray::Array2;
 use listings::optim::{AdamWConfig, cosine_lr};
+use listings::parallel::num_threads;
 use listings::rng::{ChaCha8Rng, RngExt, seeded};
 use listings::train::step::{StepTimes, Trainer};
 
@@ -134,7 +135,7 @@ fn main() -> Result<()> {
             path.clone(),
             std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         ),
-        None => ("the book's corpus".to_string(), listings::data::corpus()),
+        None => ("the book's corpus".to_string(), listings::corpus::corpus()),
     };
     let (ids, vocab_size) = encode_chars(&text);
     let split = ids.len() * 9 / 10;
@@ -165,13 +166,7 @@ fn main() -> Result<()> {
         num_threads(),
         std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "unset".into())
     );
-    let adamw = AdamWConfig {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.99,
-        eps: 1e-8,
-        weight_decay: 0.1,
-    };
+    let adamw = AdamWConfig::default();
     let mut trainer = Trainer::new(gpt, adamw, B, T)?;
     let mut rng = seeded(args.seed);
     let (mut idx, mut targets) = (Array2::zeros((B, T)), Array2::zeros((B, T)));

@@ -1,33 +1,39 @@
-//! The complete small GPT of *Build Your Own AI*, one module per chapter.
+//! The complete small GPT of *Build Your Own AI*: the model and only the
+//! model.
 //!
-//! Every function the book shows lives here, compiled and tested; the chapters
-//! include it by anchor. Read the modules in book order:
+//! Every function the book builds lives here, compiled and tested; the
+//! chapters include it by anchor. The chapters' experiments and figures are
+//! in a second crate of the book's repository (`lab`), which uses this one;
+//! nothing here knows about them. Read the modules in book order:
 //!
-//! | module | chapter |
-//! |---|---|
-//! | [`rng`] | 0, seeded randomness used everywhere |
-//! | [`data`] | 0, the book's own corpus |
-//! | [`autograd`] | 5, a scalar autograd engine, for intuition |
-//! | [`optim`] | 5, SGD, momentum, AdamW, the schedule, clipping |
-//! | [`figures`] | all: SVG charts drawn from real runs |
-//! | [`tokens`] | 1, byte-level BPE; tiktoken's encodings reproduced |
-//! | [`model`] | 2-4, embeddings, attention, the transformer: the GPT forward pass |
-//! | [`embeddings_lab`] | 2, looking inside trained embeddings: neighbours, analogies, a 2-D projection |
-//! | [`attention_lab`] | 3, attention's experiments: one shared matrix for queries and keys against two, softmax saturation, attention maps, the quadratic cost |
-//! | [`sample`] | 5, text from a trained model: temperature, top-k, greedy |
-//! | [`train`] | 5, training: the step (backward, clipping, AdamW), batches, checkpoints |
+//! | module | what it holds | chapter |
+//! |---|---|---|
+//! | [`rng`] | seeded, portable randomness used everywhere | 0 |
+//! | [`corpus`] | the book's own corpus: a small world's stories, facts and tasks | 0 |
+//! | [`tokens`] | byte-level BPE, tiktoken's encodings reproduced, the book's tokenizer, character vocabularies | 1 |
+//! | [`model`] | embeddings, attention, the transformer: the GPT forward pass and its backward pass | 2-5 |
+//! | [`parallel`] | the thread pool, the shared matrix product and the wide-vector loops the model and optimiser run on | 4, 5 |
+//! | [`autograd`] | a scalar autograd engine, for intuition | 5 |
+//! | [`optim`] | SGD, momentum, AdamW, the learning-rate schedule, clipping | 5 |
+//! | [`train`] | batches, one training step, the training loop | 5 |
+//! | [`checkpoint`] | saving and loading a model with its tokenizer and optimiser (safetensors) | 5 |
+//! | [`sample`] | text from a trained model: temperature, top-k, greedy | 5, 7 |
+//!
+//! The command-line tool (`src/main.rs`, behind the default `cli` feature)
+//! trains, samples and evaluates with these modules.
 //!
 //! Shape legend used in comments throughout: `B` batch, `T` time (sequence
 //! length), `C` channels (`n_embd`), `V` vocabulary size, `nh` heads, `hs`
 //! head size (`C / nh`).
 
-pub mod attention_lab;
+#![warn(missing_docs)]
+
 pub mod autograd;
-pub mod data;
-pub mod embeddings_lab;
-pub mod figures;
+pub mod checkpoint;
+pub mod corpus;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod rng;
 pub mod sample;
 pub mod tokens;

@@ -15,7 +15,7 @@
 //! a floor. [`clip_grad_norm`] rescales all gradients together when their
 //! combined length is too large.
 
-use crate::model::simd;
+use crate::parallel::simd;
 
 /// One parameter tensor as the optimiser sees it.
 pub struct Param<'a> {
@@ -184,7 +184,7 @@ impl AdamW {
                 1.0
             };
             let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            // The loop compiled for wide vector instructions (chapter 4).
+            // The loop compiled for wide vector instructions (see `crate::parallel`).
             simd(
                 #[inline(always)]
                 || {

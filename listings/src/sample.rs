@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use crate::model::{Activations, Gpt, ModelError};
 use crate::rng::{ChaCha8Rng, RngExt, seeded};
-use crate::train::data::{TextTokenizer, TokenizerError};
+use crate::tokens::{TextTokenizer, TokenizerError};
 
 /// How to sample. The defaults are those of nanoGPT's `sample.py`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -226,7 +226,7 @@ pub fn sample_text(
 mod tests {
     use super::*;
     use crate::model::GptConfig;
-    use crate::train::data::CharVocab;
+    use crate::tokens::CharVocab;
 
     fn draws(logits: &[f32], temperature: f32, top_k: Option<usize>, n: usize) -> Vec<usize> {
         let (mut rng, mut scratch) = (seeded(5), Vec::new());

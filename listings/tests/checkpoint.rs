@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use listings::checkpoint::{Checkpoint, CheckpointError, FORMAT, TensorProblem, load, save};
 use listings::model::{Gpt, GptConfig, GptParams};
 use listings::optim::{AdamW, AdamWConfig, Param};
 use listings::rng::{randn, seeded};
-use listings::train::checkpoint::{Checkpoint, CheckpointError, FORMAT, TensorProblem, load, save};
-use listings::train::data::{CharVocab, TextTokenizer};
+use listings::tokens::{CharVocab, TextTokenizer};
 use ndarray::Array2;
 use safetensors::SafeTensors;
 use serde_json::json;

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use listings::checkpoint::{load, save};
 use listings::model::{Gpt, GptConfig};
 use listings::sample::{SampleConfig, generate};
-use listings::train::checkpoint::{load, save};
-use listings::train::data::{CharVocab, TextTokenizer, mean_window_loss};
+use listings::tokens::{CharVocab, TextTokenizer};
+use listings::train::batches::mean_window_loss;
 
 const TEXT: &str = "the quick brown fox jumps over the lazy dog.\nTHE END\n";
 

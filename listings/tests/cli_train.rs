@@ -244,12 +244,17 @@ fn a_diverging_run_stops_names_the_step_and_keeps_the_last_good_checkpoint() {
 }
 
 /// `listings train` on the corpus with the book model's flags (the command
-/// chapter 5 shows) runs the same training as `train_book_model`: the same
-/// evaluations, to the four decimals it prints. Shortened to 60 steps.
+/// chapter 5 shows; the `lab` crate checks that they are the book model's
+/// settings) runs the library's training loop: the same evaluations, to the
+/// four decimals it prints, as `train::run::run` with those settings.
+/// Shortened to 60 steps.
 #[test]
-fn the_book_command_trains_the_book_model() {
-    use listings::train::book::{book_train_config, train_book_model};
-    use listings::train::run::TrainConfig;
+fn the_book_command_runs_the_library_training_loop() {
+    use listings::model::{Gpt, GptConfig};
+    use listings::tokens::{TextTokenizer, book_tokenizer};
+    use listings::train::batches::TokenData;
+    use listings::train::run::{TrainConfig, run, split};
+    use listings::train::step::Trainer;
     let dir = temp_dir("book");
     let corpus = dir.join("corpus.txt");
     let out = listings(&["corpus"]);
@@ -264,26 +269,46 @@ fn the_book_command_trains_the_book_model() {
         "--learning-rate", "3e-3", "--min-lr", "3e-4", "--lr-decay-iters", "2000",
         "--eval-iters", "20", "--eval-interval", "30",
     ];
-    let run = listings(&args);
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    let cli = listings(&args);
+    assert!(cli.status.success(), "{}", text(&cli.stderr));
     let first = "323056 tokens (290750 train, 32306 val), vocabulary 2048 (bpe); 235264 parameters";
     assert_eq!(
-        text(&run.stdout).lines().next(),
+        text(&cli.stdout).lines().next(),
         Some(first),
         "chapter 5 quotes it"
     );
-    let printed: Vec<String> = text(&run.stdout)
+    let printed: Vec<String> = text(&cli.stdout)
         .lines()
         .filter(|l| l.starts_with("step "))
         .map(String::from)
         .collect();
+
     let config = TrainConfig {
+        batch_size: 16,
+        block_size: 64,
         max_iters: 60,
+        learning_rate: 3e-3,
+        min_lr: 3e-4,
+        lr_decay_iters: 2000,
+        eval_iters: 20,
         eval_interval: 30,
-        ..book_train_config()
+        ..TrainConfig::shakespeare_char()
     };
-    let book = train_book_model(&config, |_, _| Ok(())).unwrap();
-    let expected: Vec<String> = (book.history.evals.iter())
+    let tokenizer = TextTokenizer::Bpe(book_tokenizer().clone());
+    let tokens = TokenData::from_text(&listings::corpus::corpus(), &tokenizer).unwrap();
+    let data = split(&tokens, config.block_size).unwrap();
+    let model = GptConfig {
+        n_layer: 2,
+        n_head: 4,
+        n_embd: 64,
+        block_size: 64,
+        ..GptConfig::toy(tokenizer.vocab_size())
+    };
+    let gpt = Gpt::new(model, config.seed).unwrap();
+    let adamw = config.adamw();
+    let mut trainer = Trainer::new(gpt, adamw, config.batch_size, config.block_size).unwrap();
+    let history = run(&mut trainer, &data, &config, |_, _| Ok(())).unwrap();
+    let expected: Vec<String> = (history.evals.iter())
         .map(|(step, train, val)| format!("step {step}: train loss {train:.4}, val loss {val:.4}"))
         .collect();
     assert_eq!(expected.len(), 3, "evaluations at steps 0, 30 and 60");

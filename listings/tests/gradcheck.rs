@@ -25,8 +25,9 @@ use listings::model::{
     block_backward, block_forward, crossentropy_forward, crossentropy_softmax_backward,
     encoder_backward, encoder_forward, gelu, gelu_backward, gelu_forward, layernorm_backward,
     layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward, matmul_forward,
-    par_zip_map, residual_backward, residual_forward,
+    residual_backward, residual_forward,
 };
+use listings::parallel::par_zip_map;
 use listings::rng::{ChaCha8Rng, RngExt, randn, seeded};
 use ndarray::{Array, Array1, Array2, Array3, Array4, ArrayView, Dimension, ShapeBuilder};
 

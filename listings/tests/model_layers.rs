@@ -1,13 +1,14 @@
 //! The model's layers on small inputs whose answers were worked out by hand
 //! (or with a calculator, to 7 digits), one layer at a time.
 
-use listings::model::parallel::max;
 use listings::model::{
     LayerNormParams, LinearParams, attention_forward, attention_head, attention_reference,
     causal_mask, cosine_similarity, crossentropy_forward, encoder_forward, fast_exp, gelu,
-    gelu_forward, layernorm_forward, layernorm_row, lm_head_forward, matmul_forward, par_map,
-    residual_forward, rope_apply, simd, sinusoidal_positions, softmax, sum_map,
+    gelu_forward, layernorm_forward, layernorm_row, lm_head_forward, matmul_forward,
+    residual_forward, rope_apply, sinusoidal_positions, softmax,
 };
+use listings::parallel::max;
+use listings::parallel::{par_map, simd, sum_map};
 use listings::rng::{randn, seeded};
 use ndarray::{Array1, Array2, Array3, Array4, array, s};
 
@@ -359,7 +360,7 @@ fn vector_instructions_and_threads_change_no_bit() {
     par_map(&mut out, &inp, |v| fast_exp(v) - 1.0);
     assert!(out.iter().zip(&inp).all(|(y, &x)| *y == fast_exp(x) - 1.0));
 
-    // LayerNorm inside simd, row by row outside it.
+    // LayerNorm inside row by row outside it.
     let x = randn((3, 7, 100), 2.0, &mut seeded(11));
     let params = LayerNormParams {
         weight: randn(100, 1.0, &mut seeded(12)),
@@ -402,7 +403,7 @@ fn sums_and_maxima_in_sixteen_lanes() {
 
 #[test]
 fn par_mat_mul_is_general_mat_mul_bit_for_bit() {
-    use listings::model::par_mat_mul;
+    use listings::parallel::par_mat_mul;
     use ndarray::linalg::general_mat_mul;
     let mut rng = seeded(5);
     // Tall, wide, square, odd sizes, under the threshold (no split), and

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use listings::tokens::bpe::train_simple;
-use listings::tokens::train::train_chunks;
+use listings::tokens::trainer::train_chunks;
 use listings::tokens::{
-    BOOK_PATTERN, BuildError, Encoding, LoadError, Problem, SaveError, Tokenizer, train,
+    BOOK_PATTERN, BuildError, Encoding, LoadError, Problem, SaveError, Tokenizer, train_merges,
     train_tokenizer,
 };
 
@@ -25,7 +25,7 @@ use listings::tokens::{
 /// Then every chunk is a single token and training stops.
 #[test]
 fn trainer_learns_the_hand_checked_merges() {
-    let merges = train("hug hugs pug pugs hug", 1000, BOOK_PATTERN).unwrap();
+    let merges = train_merges("hug hugs pug pugs hug", 1000, BOOK_PATTERN).unwrap();
     let expected = [
         (117, 103),
         (104, 256),
@@ -51,7 +51,7 @@ fn trainer_learns_the_hand_checked_merges() {
 /// and becomes 257, then (256, 51) becomes 258; then nothing is left.
 #[test]
 fn trainer_respects_chunk_boundaries() {
-    let merges = train("12345 12345", 1000, BOOK_PATTERN).unwrap();
+    let merges = train_merges("12345 12345", 1000, BOOK_PATTERN).unwrap();
     assert_eq!(merges, [(49, 50), (52, 53), (256, 51)]);
 }
 
@@ -59,16 +59,16 @@ fn trainer_respects_chunk_boundaries() {
 #[test]
 fn merges_grow_by_appending() {
     let text = "the cat sat on the mat with the other cat and the hat";
-    let small = train(text, 260, BOOK_PATTERN).unwrap();
-    let large = train(text, 270, BOOK_PATTERN).unwrap();
+    let small = train_merges(text, 260, BOOK_PATTERN).unwrap();
+    let large = train_merges(text, 270, BOOK_PATTERN).unwrap();
     assert_eq!(small.len(), 4);
     assert_eq!(small[..], large[..4]);
-    assert!(train(text, 256, BOOK_PATTERN).unwrap().is_empty());
+    assert!(train_merges(text, 256, BOOK_PATTERN).unwrap().is_empty());
 }
 
 #[test]
 fn fast_and_simple_trainers_agree_on_the_corpus_start() {
-    let corpus = listings::data::corpus();
+    let corpus = listings::corpus::corpus();
     let text = &corpus[..20_000];
     let pre = listings::tokens::Pretokenizer::new(BOOK_PATTERN).unwrap();
     let chunks: Vec<&str> = pre.chunks(text).collect();
@@ -81,7 +81,7 @@ fn fast_and_simple_trainers_agree_on_the_corpus_start() {
 #[test]
 fn bad_patterns_are_errors() {
     assert!(matches!(
-        train("x", 300, "(unclosed"),
+        train_merges("x", 300, "(unclosed"),
         Err(BuildError::Pattern(_))
     ));
     let error = Tokenizer::from_merges(&[(97, 300)], BOOK_PATTERN, &[]).unwrap_err();
@@ -122,7 +122,8 @@ fn file_format_is_as_documented() {
 fn save_and_load_round_trip() {
     let dir = temp_dir("round-trip");
     let path = dir.join("book.bpe");
-    let trained = train_tokenizer(&listings::data::corpus()[..50_000], 600, BOOK_PATTERN).unwrap();
+    let trained =
+        train_tokenizer(&listings::corpus::corpus()[..50_000], 600, BOOK_PATTERN).unwrap();
     let with_special = Tokenizer::from_merges(
         trained.merges().unwrap(),
         BOOK_PATTERN,
@@ -284,21 +285,6 @@ fn save_errors_are_clear() {
         multiline.to_text(),
         Err(SaveError::LineBreak { .. })
     ));
-}
-
-/// The book's vocabulary size is still what the measurement picks.
-#[test]
-fn book_vocab_size_is_where_compression_flattens() {
-    use listings::tokens::measure::{book_compression_table, choose_vocab_size};
-    let table = book_compression_table();
-    assert_eq!(
-        choose_vocab_size(&table),
-        Some(listings::tokens::BOOK_VOCAB_SIZE),
-        "{table:#?}"
-    );
-    let book = listings::tokens::book_tokenizer();
-    assert_eq!(book.vocab_size(), listings::tokens::BOOK_VOCAB_SIZE);
-    assert_eq!(book.special_tokens(), [("<|endoftext|>".to_string(), 2047)]);
 }
 
 proptest::proptest! {

@@ -231,17 +231,17 @@ pub fn snippets(display: &str, path: &Path, text: &str) -> Result<Vec<Snippet>, 
         }
         let attrs = parse_attrs(&f.info).map_err(at)?;
         let expanded = expand_includes(&f.body, base, 0).map_err(at)?;
-        if attrs.ignore && !only_listings_includes(&f.body) {
+        if attrs.ignore && !only_crate_includes(&f.body) {
             return Err(at(
                 "`ignore` is allowed only on a block that is nothing but an \
-                 {{#include}} of listings/ code (which the compiler already sees); \
+                 {{#include}} of listings/ or lab/ code (which the compiler already sees); \
                  use `no_run` to compile without running"
                     .into(),
             ));
         }
         let code = show_hidden(&expanded);
         if !attrs.ignore {
-            for krate in ["listings", "ndarray"] {
+            for krate in ["lab", "listings", "ndarray"] {
                 if mentions_crate(&code, krate) && !code.contains(&format!("extern crate {krate};"))
                 {
                     return Err(at(format!(
@@ -276,13 +276,13 @@ fn mentions_crate(code: &str, krate: &str) -> bool {
     })
 }
 
-fn only_listings_includes(body: &str) -> bool {
+fn only_crate_includes(body: &str) -> bool {
     let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
     !lines.is_empty()
         && lines.iter().all(|l| {
             let t = l.trim();
             (t.starts_with("{{#include") || t.starts_with("{{#rustdoc_include"))
-                && t.contains("listings/")
+                && (t.contains("listings/") || t.contains("lab/"))
                 && t.ends_with("}}")
         })
 }

@@ -30,9 +30,8 @@ fn main() -> Result<()> {
                 "run",
                 "--release",
                 "-p",
-                "listings",
+                "lab",
                 "--",
-                "figures",
                 "--out",
                 "src/figures",
             ])
@@ -46,7 +45,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  serve [--port N]          build the book and serve it on localhost\n  \
-                 mdbook-test               run `mdbook test` against the listings crate\n  \
+                 mdbook-test               run `mdbook test` against the listings and lab crates\n  \
                  install-mdbook            install mdBook {MDBOOK_VERSION} if it is missing\n  \
                  figures [NAME...]         redraw the book's figures (src/figures) from real runs\n  \
                  bench-harness [--snippets N]  time the snippet harness on N generated snippets"
@@ -124,6 +123,8 @@ fn mdbook_test(root: &Path) -> Result<()> {
             "--release",
             "-p",
             "listings",
+            "-p",
+            "lab",
             "--lib",
             "--message-format=json-render-diagnostics",
         ])
@@ -131,7 +132,7 @@ fn mdbook_test(root: &Path) -> Result<()> {
         .output()
         .context("cannot run cargo build")?;
     if !out.status.success() {
-        bail!("cargo build -p listings failed");
+        bail!("cargo build -p listings -p lab failed");
     }
     let lib_dir = root.join("target/mdbook-test-deps");
     let _ = std::fs::remove_dir_all(&lib_dir);
@@ -147,8 +148,8 @@ fn mdbook_test(root: &Path) -> Result<()> {
         for file in msg["filenames"].as_array().into_iter().flatten() {
             let file = Path::new(file.as_str().unwrap_or_default());
             let name = file.file_name().unwrap_or_default().to_string_lossy();
-            // rlibs, and proc-macro libraries; `listings` itself is listed
-            // as its uplifted copy, target/release/liblistings.rlib.
+            // rlibs, and proc-macro libraries; `listings` and `lab`
+            // are listed as their uplifted copies, target/release/lib*.rlib.
             if name.ends_with(".rlib") || name.ends_with(".so") {
                 std::fs::copy(file, lib_dir.join(file.file_name().unwrap()))?;
                 copied += 1;

@@ -19,7 +19,7 @@ use ndarray::{
 };
 
 use super::layers::fast_exp;
-use super::parallel::{max, out_slice, par_mat_mul, pool, simd, sum_map, sum_zip};
+use crate::parallel::{max, out_slice, par_mat_mul, pool, simd, sum_map, sum_zip};
 
 // ANCHOR: softmax
 /// Softmax: turn scores into probabilities, bigger scores getting more.

@@ -12,10 +12,10 @@
 
 use ndarray::{ArrayRef1, ArrayRef2, ArrayRef3, ArrayViewMut2, Zip};
 
-use super::parallel::{
+use super::params::{LayerNormParams, LinearParams};
+use crate::parallel::{
     in_slice, out_slice, par_map, par_mat_mul, par_zip_map, simd, sum_map, sum_zip, sum_zip3,
 };
-use super::params::{LayerNormParams, LinearParams};
 
 /// The small number LayerNorm adds to the variance before its square root,
 /// so a constant row does not divide by zero (GPT-2's value).

@@ -18,7 +18,8 @@
 //! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3, 5 |
 //! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4, 5 |
 //! | [`gpt`] | the block, the whole model, its activations, and input checks; the backward pass | 4, 5 |
-//! | [`parallel`] | using every core and wide vector instructions for the loops matrixmultiply does not run | 4 |
+//!
+//! The loops run on [`crate::parallel`]'s thread pool and wide-vector helpers.
 //!
 //! Shapes in comments: `B` batch, `T` time (sequence length), `C` channels
 //! (`n_embd`), `V` vocabulary size, `nh` heads (`n_head`), `hs` head size
@@ -37,10 +38,8 @@
 pub mod attention;
 pub mod config;
 pub mod embeddings;
-pub mod figures;
 pub mod gpt;
 pub mod layers;
-pub mod parallel;
 pub mod params;
 
 pub use attention::{
@@ -62,9 +61,6 @@ pub use layers::{
     gelu_backward, gelu_forward, gelu_grad, layernorm_backward, layernorm_forward, layernorm_row,
     lm_head_backward, lm_head_forward, matmul_backward, matmul_forward, residual_backward,
     residual_forward,
-};
-pub use parallel::{
-    num_threads, par_map, par_mat_mul, par_zip_map, pool, simd, sum_map, sum_zip, sum_zip3,
 };
 pub use params::{
     AttentionParams, BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams, MlpParams,

@@ -9,11 +9,11 @@
 //! | [`bpe`] | the idea on one list of ids: count adjacent pairs, merge the most frequent, repeat; the plain trainer |
 //! | [`pretokenize`] | cutting text into chunks with GPT's regex patterns, so merges never cross a word boundary |
 //! | [`tokenizer`] | [`Tokenizer`]: encode with merge ranks (tiktoken's algorithm), decode, special tokens |
-//! | [`mod@train`] | the fast trainer: unique chunks with counts, pair counts updated incrementally |
+//! | [`trainer`] | the fast trainer: unique chunks with counts, pair counts updated incrementally |
 //! | [`tiktoken`] | [`Encoding`]: `r50k_base`, `cl100k_base`, `o200k_base`, with their ranks rebuilt from tiktoken-rs |
 //! | [`mod@format`] | saving and loading a trained tokenizer as a small text file |
-//! | [`measure`] | compression (bytes per token) against vocabulary size, and the book's own tokenizer |
-//! | [`mod@figures`] | the chapter's figures: compression against vocabulary size, tokens per language |
+//! | [`book_bpe`] | the book's own tokenizer, trained on its corpus |
+//! | [`text`] | [`TextTokenizer`]: what a model trains with, characters ([`CharVocab`], as nanoGPT's) or BPE |
 //!
 //! Token ids are `u32`, as in tiktoken. In a BPE vocabulary a token's id is
 //! also its *rank*: the lower the id, the earlier the merge that made it, and
@@ -28,25 +28,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod book_bpe;
 pub mod bpe;
-pub mod figures;
 pub mod format;
-pub mod measure;
 pub mod pretokenize;
+pub mod text;
 pub mod tiktoken;
 pub mod tokenizer;
-pub mod train;
+pub mod trainer;
 
+pub use book_bpe::{BOOK_VOCAB_SIZE, book_tokenizer, train_book_tokenizer, train_with_endoftext};
 pub use bpe::{count_pairs, merge};
 pub use format::{LoadError, ParseError, Problem, SaveError};
-pub use measure::{
-    BOOK_VOCAB_SIZE, CompressionRow, book_tokenizer, compression_table, train_book_tokenizer,
-    train_with_endoftext,
-};
 pub use pretokenize::{CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN, Pretokenizer};
+pub use text::{CharVocab, TextTokenizer, TokenizerError};
 pub use tiktoken::Encoding;
 pub use tokenizer::{DecodeError, Tokenizer};
-pub use train::{train, train_tokenizer};
+pub use trainer::{train_merges, train_tokenizer};
 
 /// The pattern the book's own tokenizer uses: GPT-4's ([`CL100K_PATTERN`]).
 ///

@@ -124,7 +124,7 @@ impl Tokenizer {
         })
     }
 
-    /// Builds a tokenizer from merges, as [`super::train()`] returns them.
+    /// Builds a tokenizer from merges, as [`super::train_merges`] returns them.
     ///
     /// Ids 0 to 255 are the bytes; merge `i` makes id `256 + i` from the two
     /// ids it names, which must exist before it.

@@ -1,10 +1,8 @@
-//! Chapter 5: training. [`step`] is one optimisation step (forward,
-//! backward, clipping, AdamW); [`data`] turns text into batches;
-//! [`checkpoint`] saves and loads models with their optimiser.
+//! Training: [`batches`] turns token ids into random training windows and
+//! scores a model on a whole text; [`step`] is one optimisation step
+//! (forward, backward, clipping, AdamW); [`run`] is the loop around it, with
+//! the learning-rate schedule and evaluations.
 
-pub mod book;
-pub mod checkpoint;
-pub mod data;
-pub mod figures;
+pub mod batches;
 pub mod run;
 pub mod step;

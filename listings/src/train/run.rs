@@ -9,10 +9,10 @@
 use ndarray::Array2;
 use thiserror::Error;
 
-use super::data::{DataError, Split, TokenData};
+use super::batches::{DataError, Split, TokenData};
 use super::step::{TrainError, Trainer};
 use crate::model::GptConfig;
-use crate::optim::cosine_lr;
+use crate::optim::{AdamWConfig, cosine_lr};
 use crate::rng::{ChaCha8Rng, seeded};
 
 // ANCHOR: train_config
@@ -53,6 +53,19 @@ pub struct TrainConfig {
 // ANCHOR_END: train_config
 
 impl TrainConfig {
+    /// The AdamW settings this run implies: its peak learning rate, betas
+    /// and weight decay (the schedule then sets the rate of each step), and
+    /// AdamW's default `eps`.
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig {
+            lr: self.learning_rate,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            weight_decay: self.weight_decay,
+            ..AdamWConfig::default()
+        }
+    }
+
     /// nanoGPT's `config/train_shakespeare_char.py` (without dropout, which
     /// the book's model does not have).
     pub fn shakespeare_char() -> Self {
@@ -214,7 +227,7 @@ pub struct History {
 /// The training and validation tokens of a text: the first 90% and the
 /// last 10%, each checked to hold at least one window of `block_size + 1`.
 pub fn split(data: &TokenData, block_size: usize) -> Result<Split, DataError> {
-    data.split(super::data::TRAIN_FRACTION, block_size)
+    data.split(super::batches::TRAIN_FRACTION, block_size)
 }
 
 /// Reusable batch arrays and the batch generator.
@@ -314,7 +327,6 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::model::Gpt;
-    use crate::optim::AdamWConfig;
 
     fn tiny() -> (GptConfig, TrainConfig, Split) {
         let model = GptConfig {
@@ -341,23 +353,13 @@ mod tests {
         (model, train, data)
     }
 
-    fn adamw(c: &TrainConfig) -> AdamWConfig {
-        AdamWConfig {
-            lr: c.learning_rate,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: 1e-8,
-            weight_decay: c.weight_decay,
-        }
-    }
-
     #[test]
     fn a_run_learns_evaluates_on_schedule_and_repeats_exactly() {
         let (model, cfg, data) = tiny();
         let go = || {
             let mut t = Trainer::new(
                 Gpt::new(model, 1).unwrap(),
-                adamw(&cfg),
+                cfg.adamw(),
                 cfg.batch_size,
                 cfg.block_size,
             )
@@ -384,7 +386,7 @@ mod tests {
     #[test]
     fn inconsistent_settings_are_refused_before_training() {
         let (model, cfg, data) = tiny();
-        let mut t = Trainer::new(Gpt::new(model, 1).unwrap(), adamw(&cfg), 4, 8).unwrap();
+        let mut t = Trainer::new(Gpt::new(model, 1).unwrap(), cfg.adamw(), 4, 8).unwrap();
         let cases = [
             (
                 TrainConfig { min_lr: 1.0, ..cfg },
@@ -428,7 +430,7 @@ mod tests {
     #[test]
     fn a_diverging_run_stops_with_the_step_and_advice() {
         let (model, cfg, data) = tiny();
-        let mut t = Trainer::new(Gpt::new(model, 1).unwrap(), adamw(&cfg), 4, 8).unwrap();
+        let mut t = Trainer::new(Gpt::new(model, 1).unwrap(), cfg.adamw(), 4, 8).unwrap();
         let huge = TrainConfig {
             learning_rate: 1e30,
             min_lr: 1e30,

@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 use ndarray::ArrayRef2;
 use thiserror::Error;
 
-use crate::model::{ActivationGrads, Activations, Gpt, GptParams, ModelError, pool};
+use crate::model::{ActivationGrads, Activations, Gpt, GptParams, ModelError};
 use crate::optim::{AdamW, AdamWConfig, Param, clip_grad_norm};
+use crate::parallel::pool;
 
 /// What one training step measured.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -20,15 +20,15 @@ use std::time::Instant;
 use anyhow::Result;
 use ndarray::{Array2, Array3, Array4, ArrayRef2, Axis, concatenate, s};
 
-use crate::figures::{Axes, Series, heatmap, line_chart_with_legend};
-use crate::model::{
+use crate::plot::{Axes, Series, heatmap, line_chart_with_legend};
+use listings::model::{
     Activations, Gpt, GptConfig, LinearParams, ModelError, attention_backward, attention_forward,
     crossentropy_forward, crossentropy_softmax_backward, encoder_backward, encoder_forward,
     matmul_backward, matmul_forward,
 };
-use crate::optim::{AdamW, AdamWConfig, Param};
-use crate::rng::{ChaCha8Rng, RngExt, randn, seeded};
-use crate::train::data::TextTokenizer;
+use listings::optim::{AdamW, AdamWConfig, Param};
+use listings::rng::{ChaCha8Rng, RngExt, randn, seeded};
+use listings::tokens::TextTokenizer;
 
 // ANCHOR: projections
 /// How a [`TinyAttention`] makes each position's query, key and value from
@@ -110,7 +110,7 @@ impl TinyAttention {
     /// same weights.
     pub fn new(projections: Projections, vocab: usize, block: usize, c: usize, seed: u64) -> Self {
         let mut rng = seeded(seed);
-        let std = crate::model::INIT_STD;
+        let std = listings::model::INIT_STD;
         Self {
             projections,
             wte: randn((vocab, c), std, &mut rng),
@@ -487,7 +487,7 @@ pub fn token_labels(tokenizer: &TextTokenizer, ids: &[u32]) -> Vec<String> {
 /// [`MAP_SENTENCE`]: rows are the positions that look, columns the
 /// positions they look at.
 fn book_head_map(path: &Path, layer: usize, head: usize) -> Result<()> {
-    let book = crate::train::book::shared_book_model().map_err(anyhow::Error::msg)?;
+    let book = crate::book_model::shared_book_model().map_err(anyhow::Error::msg)?;
     let ids = book.tokenizer.encode(MAP_SENTENCE)?;
     let maps = attention_maps(&book.gpt, &ids)?;
     let labels = token_labels(&book.tokenizer, &ids);
@@ -537,7 +537,7 @@ pub fn time_attention(t: usize, c: usize, n_head: usize, reps: usize) -> f64 {
 /// `block_size` stretched to `t`) on one sequence of `t` tokens, the
 /// fastest of `reps` passes.
 pub fn time_forward(t: usize, reps: usize) -> Result<f64, ModelError> {
-    let toy = GptConfig::toy(crate::tokens::BOOK_VOCAB_SIZE);
+    let toy = GptConfig::toy(listings::tokens::BOOK_VOCAB_SIZE);
     let config = GptConfig {
         block_size: t,
         ..toy
@@ -616,7 +616,7 @@ mod tests {
         let mut rng = seeded(5);
         for (t, _) in m.tensors_mut() {
             t.iter_mut()
-                .for_each(|w| *w = crate::rng::normal(&mut rng, 0.0, 0.5));
+                .for_each(|w| *w = listings::rng::normal(&mut rng, 0.0, 0.5));
         }
         m
     }

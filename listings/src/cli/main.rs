@@ -19,16 +19,18 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+mod error;
+
 use clap::{Args, Parser, Subcommand};
+use error::{Context, Result, bail, err};
+use listings::checkpoint;
 use listings::model::{Gpt, GptConfig};
-use listings::optim::AdamWConfig;
 use listings::sample::{SampleConfig, sample_text};
 use listings::tokens::{
     BOOK_VOCAB_SIZE, Encoding, Tokenizer, train_book_tokenizer, train_with_endoftext,
 };
-use listings::train::checkpoint;
-use listings::train::data::{CharVocab, TextTokenizer, TokenData, evaluate_text};
+use listings::tokens::{CharVocab, TextTokenizer};
+use listings::train::batches::{TokenData, evaluate_text};
 use listings::train::run::{Event, TrainConfig, run, split};
 use listings::train::step::Trainer;
 
@@ -46,8 +48,6 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Train a byte-level BPE tokenizer on a text and save it.
     TrainTokenizer(TrainTokenizerArgs),
-    /// Draw the book's figures from real runs, as SVG files.
-    Figures(FiguresArgs),
     /// Print the book's generated corpus (about 1.2 MB), to train on.
     Corpus,
     /// Train a GPT on a text file and save it as a checkpoint.
@@ -133,18 +133,6 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
-struct FiguresArgs {
-    /// The folder to write to (the book's is src/figures).
-    #[arg(long, default_value = "src/figures")]
-    out: PathBuf,
-    /// Only the figures whose file names contain one of these words.
-    only: Vec<String>,
-    /// List the figures instead of drawing them.
-    #[arg(long)]
-    list: bool,
-}
-
-#[derive(Args)]
 struct TokenizeArgs {
     /// r50k_base, cl100k_base, o200k_base, book (the book's own tokenizer),
     /// or the path of a file saved by `train-tokenizer`.
@@ -194,8 +182,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tokenize(args) => tokenize(&args),
         Command::TrainTokenizer(args) => train_tokenizer(&args),
-        Command::Figures(args) => figures(&args),
-        Command::Corpus => write_stdout(listings::data::corpus().as_bytes()),
+        Command::Corpus => write_stdout(listings::corpus::corpus().as_bytes()),
         Command::Train(args) => train(&args),
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),
@@ -203,7 +190,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -237,39 +224,6 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
     write_stdout(out.as_bytes())
 }
 
-/// `listings figures`.
-fn figures(args: &FiguresArgs) -> Result<()> {
-    let chosen: Vec<_> = listings::figures::all()
-        .into_iter()
-        .filter(|f| args.only.is_empty() || args.only.iter().any(|w| f.file.contains(w.as_str())))
-        .collect();
-    if args.list {
-        for f in &chosen {
-            println!("{}  {}", f.file, f.what);
-        }
-        return Ok(());
-    }
-    if chosen.is_empty() {
-        bail!(
-            "no figure matches {:?}; `listings figures --list` lists them",
-            args.only
-        );
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    for f in chosen {
-        let start = std::time::Instant::now();
-        let path = args.out.join(f.file);
-        (f.draw)(&path).with_context(|| format!("drawing {}", f.file))?;
-        eprintln!(
-            "drew {} in {:.1} s",
-            path.display(),
-            start.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
-}
-
 /// `listings train`: the flags and defaults of nanoGPT's
 /// `config/train_shakespeare_char.py` (no dropout: the book's model has none).
 #[derive(Args)]
@@ -281,7 +235,7 @@ struct TrainArgs {
     #[arg(long)]
     out: PathBuf,
     /// `char` (the sorted distinct characters of the text, as nanoGPT's
-    /// prepare.py), `bpe` (the book's tokenizer from chapter 1), or the path
+    /// prepare.py), `bpe` (the book's own tokenizer), or the path
     /// of a tokenizer file saved by `train-tokenizer`.
     #[arg(long, default_value = "char")]
     tokenizer: String,
@@ -385,7 +339,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     let (mut trainer, tokenizer) = if args.resume {
         let ckpt = checkpoint::load(&args.out).context("--resume")?;
         let optimizer = ckpt.optimizer.ok_or_else(|| {
-            anyhow!(
+            err!(
                 "--resume: {} holds no optimiser state to resume from",
                 args.out.display()
             )
@@ -402,13 +356,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         };
         model.validate()?;
         cfg.validate(&model)?;
-        let adamw = AdamWConfig {
-            lr: cfg.learning_rate,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: 1e-8,
-            weight_decay: cfg.weight_decay,
-        };
+        let adamw = cfg.adamw();
         let gpt = Gpt::new(model, args.seed)?;
         (
             Trainer::new(gpt, adamw, cfg.batch_size, cfg.block_size)?,
@@ -512,7 +460,7 @@ fn train(args: &TrainArgs) -> Result<()> {
             ),
             None => "no checkpoint was written by this run".to_string(),
         };
-        anyhow!("{e}\n{kept}")
+        err!("{e}\n{kept}")
     })?;
     if cfg.eval_interval == 0 {
         // Without evaluations there is no best model to keep: save the end.
@@ -615,11 +563,11 @@ fn as_text<'a>(bytes: &'a [u8], input: &str) -> Result<&'a str> {
         let source = if input == "-" { "standard input" } else { input };
         let offset = e.valid_up_to();
         match e.error_len() {
-            Some(_) => anyhow!(
+            Some(_) => err!(
                 "{source} is not valid UTF-8 text: the byte at offset {offset} (0x{:02x}) is not part of a valid character",
                 bytes[offset]
             ),
-            None => anyhow!("{source} is not valid UTF-8 text: it ends in the middle of a character at byte offset {offset}"),
+            None => err!("{source} is not valid UTF-8 text: it ends in the middle of a character at byte offset {offset}"),
         }
     })
 }
@@ -635,7 +583,7 @@ fn parse_ids(text: &str, input: &str) -> Result<Vec<u32>> {
         .enumerate()
         .map(|(i, word)| {
             word.parse().map_err(|_| {
-                anyhow!(
+                err!(
                     "{source}: item {} ({word:?}) is not a token id (a whole number)",
                     i + 1
                 )

@@ -110,7 +110,7 @@ fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
 /// their order is fixed here, so the result is the same on every CPU.
 ///
 /// ```
-/// use listings::model::parallel::sum_map;
+/// use listings::parallel::sum_map;
 /// let xs: Vec<f32> = (1..=100).map(|i| i as f32).collect();
 /// assert_eq!(sum_map(&xs, |x| x), 5050.0);
 /// assert_eq!(sum_map(&xs[..3], |x| x * x), 14.0);
@@ -134,7 +134,7 @@ pub fn sum_map(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// partial sums as [`sum_map`]: a dot product is `sum_zip(a, b, |x, y| x * y)`.
 ///
 /// ```
-/// use listings::model::parallel::sum_zip;
+/// use listings::parallel::sum_zip;
 /// assert_eq!(sum_zip(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0], |x, y| x * y), 32.0);
 /// ```
 #[inline]
@@ -159,7 +159,7 @@ pub fn sum_zip(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
 /// [`sum_zip`].
 ///
 /// ```
-/// use listings::model::parallel::sum_zip3;
+/// use listings::parallel::sum_zip3;
 /// assert_eq!(sum_zip3(&[1.0, 2.0], &[3.0, 4.0], &[5.0, 6.0], |x, y, z| x * y * z), 63.0);
 /// ```
 #[inline]
@@ -194,7 +194,7 @@ pub fn sum_zip3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f3
 /// interleaved partial maxima for the same reason as [`sum_map`].
 ///
 /// ```
-/// use listings::model::parallel::max;
+/// use listings::parallel::max;
 /// assert_eq!(max(&[3.0, -1.0, 7.5, 2.0]), 7.5);
 /// ```
 #[inline]

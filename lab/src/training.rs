@@ -14,22 +14,24 @@ use anyhow::{Result, anyhow};
 use ndarray::Array2;
 use plotters::prelude::SeriesLabelPosition;
 
-use super::book::{BOOK_MODEL_SEED, adamw_config, book_model_config, shared_book_model};
-use super::data::{Split, TextTokenizer, TokenData};
-use super::run::{History, RunError, TrainConfig, run};
-use super::step::{TrainError, Trainer};
-use crate::figures::{Axes, Series, line_chart, line_chart_with_legend};
-use crate::model::{ActivationGrads, Activations, Gpt, GptParams};
-use crate::optim::{AdamW, AdamWConfig, Momentum, Param, Sgd};
-use crate::rng::seeded;
-use crate::tokens::book_tokenizer;
+use listings::tokens::TextTokenizer;
+use listings::train::batches::{Split, TRAIN_FRACTION, TokenData};
+use listings::train::run::{History, RunError, TrainConfig, run};
+use listings::train::step::{TrainError, Trainer};
+
+use crate::book_model::{BOOK_MODEL_SEED, BookModel, book_model_config, shared_book_model};
+use crate::plot::{Axes, Series, line_chart, line_chart_with_legend};
+use listings::model::{ActivationGrads, Activations, Gpt, GptParams};
+use listings::optim::{AdamW, AdamWConfig, Momentum, Param, Sgd};
+use listings::rng::seeded;
+use listings::tokens::book_tokenizer;
 
 /// The corpus in the book's tokens, split as every run splits it: the
 /// first 90% to train on, the last 10% to validate on.
 pub fn corpus_split() -> Result<Split, RunError> {
     let tokenizer = TextTokenizer::Bpe(book_tokenizer().clone());
-    let tokens = TokenData::from_text(&crate::data::corpus(), &tokenizer)?;
-    Ok(tokens.split(super::data::TRAIN_FRACTION, 64)?)
+    let tokens = TokenData::from_text(&listings::corpus::corpus(), &tokenizer)?;
+    Ok(tokens.split(TRAIN_FRACTION, 64)?)
 }
 
 // ANCHOR: train_with
@@ -122,7 +124,7 @@ pub fn small_slice_run(tokens: usize, max_iters: usize) -> Result<History, RunEr
         ..TrainConfig::shakespeare_char()
     };
     let gpt = Gpt::new(book_model_config(), BOOK_MODEL_SEED).map_err(TrainError::from)?;
-    let mut trainer = Trainer::new(gpt, adamw_config(&config), 8, 64)?;
+    let mut trainer = Trainer::new(gpt, config.adamw(), 8, 64)?;
     run(&mut trainer, &data, &config, |_, _| Ok(()))
 }
 // ANCHOR_END: small_slice_run
@@ -153,7 +155,7 @@ fn eval_series(history: &History) -> [Vec<(f64, f64)>; 2] {
     ]
 }
 
-fn book() -> Result<&'static super::book::BookModel> {
+fn book() -> Result<&'static BookModel> {
     shared_book_model().map_err(|e| anyhow!("training the book model: {e}"))
 }
 

@@ -1,6 +1,6 @@
 //! Chapter 2, Embeddings: looking at the vectors a model learned.
 //!
-//! The embedding layer itself is [`crate::model::encoder_forward`]; this
+//! The embedding layer itself is [`listings::model::encoder_forward`]; this
 //! module holds the tools the chapter uses to look inside a trained `wte`
 //! (`(V, C)`, one row per token): the one-hot view of a lookup, nearest
 //! neighbours by cosine similarity, analogies by vector arithmetic, and a
@@ -12,9 +12,9 @@ use std::path::Path;
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, Axis};
 use thiserror::Error;
 
-use crate::figures::{Axes, LabelledPoints, scatter};
-use crate::model::cosine_similarity;
-use crate::tokens::{Tokenizer, book_tokenizer};
+use crate::plot::{Axes, LabelledPoints, scatter};
+use listings::model::cosine_similarity;
+use listings::tokens::{Tokenizer, book_tokenizer};
 
 /// A word that the tokenizer does not spell as one token, so it has no row
 /// of its own in `wte`.
@@ -264,7 +264,7 @@ pub fn project_words<'a>(
 /// Figure 2-1: the book model's embeddings of [`FIGURE_WORDS`], projected
 /// to two dimensions, coloured by category.
 pub fn projection_figure(path: &Path) -> anyhow::Result<()> {
-    let model = crate::train::book::shared_book_model().map_err(anyhow::Error::msg)?;
+    let model = crate::book_model::shared_book_model().map_err(anyhow::Error::msg)?;
     let points = project_words(&model.gpt.params().wte, book_tokenizer(), &FIGURE_WORDS)?;
     let groups: Vec<LabelledPoints> = FIGURE_WORDS
         .iter()
@@ -298,7 +298,7 @@ pub fn cosine_matrix(x: &ArrayRef2<f32>) -> Array2<f32> {
 /// Figure 2-2: how similar the book model's learned position vectors are
 /// to one another, every position against every other.
 pub fn positions_figure(path: &Path) -> anyhow::Result<()> {
-    let model = crate::train::book::shared_book_model().map_err(anyhow::Error::msg)?;
+    let model = crate::book_model::shared_book_model().map_err(anyhow::Error::msg)?;
     let similarity = cosine_matrix(&model.gpt.params().wpe); // (T, T)
     let labels: Vec<String> = (0..similarity.nrows())
         .map(|t| {
@@ -311,7 +311,7 @@ pub fn positions_figure(path: &Path) -> anyhow::Result<()> {
         .collect();
     let lo = similarity.fold(f32::INFINITY, |m, &v| m.min(v));
     let title = format!("Cosine similarity between learned positions (white {lo:.2}, dark 1)");
-    crate::figures::heatmap(path, &title, &similarity.view(), &labels, &labels)
+    crate::plot::heatmap(path, &title, &similarity.view(), &labels, &labels)
 }
 
 #[cfg(test)]
@@ -424,7 +424,11 @@ mod tests {
                 token_of(tokenizer, &format!(" {word}")).unwrap();
             }
         }
-        let wte = crate::rng::randn((tokenizer.vocab_size(), 8), 1.0, &mut crate::rng::seeded(0));
+        let wte = listings::rng::randn(
+            (tokenizer.vocab_size(), 8),
+            1.0,
+            &mut listings::rng::seeded(0),
+        );
         let points = project_words(&wte, tokenizer, &FIGURE_WORDS).unwrap();
         assert_eq!(points.len(), 37);
         assert_eq!(points[0].0, "colours");

@@ -66,7 +66,7 @@ pub struct Document {
 /// It takes a few tens of milliseconds; call it once and keep the string.
 ///
 /// ```
-/// let text = listings::data::corpus();
+/// let text = listings::corpus::corpus();
 /// assert!(text.len() >= 1_000_000);
 /// assert!(text.is_ascii());
 /// ```
@@ -77,7 +77,7 @@ pub fn corpus() -> String {
 /// A corpus of at least `min_bytes` bytes: documents each followed by a blank line.
 ///
 /// ```
-/// use listings::data::generate;
+/// use listings::corpus::generate;
 /// assert_eq!(generate(3, 5_000), generate(3, 5_000));
 /// assert_ne!(generate(3, 5_000), generate(4, 5_000));
 /// assert!(generate(3, 5_000).len() >= 5_000);
@@ -97,7 +97,7 @@ pub fn generate(seed: u64, min_bytes: usize) -> String {
 /// Each kind gets its [`SHARES`] of the bytes; then all documents are shuffled.
 ///
 /// ```
-/// use listings::data::{documents, Kind};
+/// use listings::corpus::{documents, Kind};
 /// let docs = documents(1, 20_000);
 /// let stories = docs.iter().filter(|d| d.kind == Kind::Story).count();
 /// assert!(stories > 0 && stories < docs.len());
@@ -128,7 +128,7 @@ pub fn documents(seed: u64, min_bytes: usize) -> Vec<Document> {
 /// This is nanoGPT's split: the first 90% to train on, the last 10% to validate.
 ///
 /// ```
-/// use listings::data::train_val_split;
+/// use listings::corpus::train_val_split;
 /// assert_eq!(train_val_split("abcdefghij", 0.9), ("abcdefghi", "j"));
 /// ```
 pub fn train_val_split(text: &str, train_fraction: f64) -> (&str, &str) {
@@ -146,7 +146,7 @@ pub fn train_val_split(text: &str, train_fraction: f64) -> (&str, &str) {
 /// The question/answer pairs in `text`: each `Q: ` line directly followed by an `A: ` line.
 ///
 /// ```
-/// use listings::data::qa_pairs;
+/// use listings::corpus::qa_pairs;
 /// let text = "Q: What is 2 + 3?\nA: 5\n\nQ: Reverse the word cat.\nA: tac\n";
 /// assert_eq!(qa_pairs(text), [("What is 2 + 3?", "5"), ("Reverse the word cat.", "tac")]);
 /// ```
@@ -218,7 +218,7 @@ impl Town {
     /// The value of one attribute, written exactly as the corpus answers it.
     ///
     /// ```
-    /// use listings::data::{world, Attribute};
+    /// use listings::corpus::{world, Attribute};
     /// let town = &world().towns[0];
     /// assert_eq!(town.value(Attribute::Founded), town.founded.to_string());
     /// ```
@@ -248,7 +248,7 @@ impl World {
     /// The town called `name`, held out or not.
     ///
     /// ```
-    /// let world = listings::data::world();
+    /// let world = listings::corpus::world();
     /// let name = &world.held_out[0].name;
     /// assert_eq!(world.town(name), Some(&world.held_out[0]));
     /// assert_eq!(world.town("Atlantis"), None);
@@ -270,8 +270,8 @@ pub const HELD_OUT_COUNT: usize = 4;
 /// The invented world, the same on every call (built from [`WORLD_SEED`]).
 ///
 /// ```
-/// let world = listings::data::world();
-/// assert_eq!(world.towns.len(), listings::data::TOWN_COUNT);
+/// let world = listings::corpus::world();
+/// assert_eq!(world.towns.len(), listings::corpus::TOWN_COUNT);
 /// assert!(world.towns.iter().all(|t| t.neighbour != t.name));
 /// ```
 pub fn world() -> World {
@@ -1246,7 +1246,7 @@ const TOWN_QUESTIONS: &[(Attribute, &str)] = &[
 /// Use it to ask a trained model about a town in the format it learned.
 ///
 /// ```
-/// use listings::data::{town_question, world, Attribute};
+/// use listings::corpus::{town_question, world, Attribute};
 /// let town = &world().towns[0];
 /// let (question, answer) = town_question(town, Attribute::River);
 /// assert_eq!(question, format!("Which river flows through {}?", town.name));

@@ -1,4 +1,5 @@
-//! Choosing the vocabulary size by measurement, and the book's tokenizer.
+//! Chapter 1's experiments: choosing the vocabulary size by measurement,
+//! the same sentences in eleven languages, and the chapter's figures.
 //!
 //! More merges make tokens longer, so a text takes fewer tokens; but each
 //! token is a row of the model's embedding table and a column of its output
@@ -7,17 +8,16 @@
 //! text the tokenizer was *not* trained on, for several vocabulary sizes;
 //! the book picks its size where that curve flattens.
 
-use std::sync::OnceLock;
+use std::path::Path;
 
-use super::{BOOK_PATTERN, BuildError, ENDOFTEXT, Tokenizer, train};
-use crate::data;
+use anyhow::Result;
+use listings::corpus::{corpus, train_val_split};
+use listings::tokens::{
+    BOOK_PATTERN, BOOK_VOCAB_SIZE, BuildError, Encoding, Tokenizer, train_merges,
+};
+use plotters::prelude::SeriesLabelPosition;
 
-/// The book's vocabulary size, `<|endoftext|>` included.
-///
-/// It is [`choose_vocab_size`] of [`book_compression_table`]: the smallest
-/// of [`VOCAB_SIZES`] that gets within 5% of the best compression on
-/// held-out text (a test checks that this still holds).
-pub const BOOK_VOCAB_SIZE: usize = 2048;
+use crate::plot::{Axes, Bars, Series, bar_chart, line_chart_with_legend};
 
 /// Vocabulary sizes the chapter compares.
 pub const VOCAB_SIZES: [usize; 6] = [256, 512, 1024, 2048, 4096, 8192];
@@ -44,7 +44,8 @@ pub struct CompressionRow {
 /// gives a prefix of the same merges.
 ///
 /// ```
-/// use listings::tokens::{compression_table, BOOK_PATTERN};
+/// use lab::tokens::compression_table;
+/// use listings::tokens::BOOK_PATTERN;
 /// let text = "the cat sat on the mat. ".repeat(20);
 /// let table = compression_table(&text, "the rat sat on the cat.", &[256, 300], BOOK_PATTERN)?;
 /// assert_eq!(table[0].heldout_bytes_per_token, 1.0); // bytes only
@@ -58,7 +59,7 @@ pub fn compression_table(
     pattern: &str,
 ) -> Result<Vec<CompressionRow>, BuildError> {
     let largest = vocab_sizes.iter().copied().max().unwrap_or(256);
-    let merges = train(train_text, largest, pattern)?;
+    let merges = train_merges(train_text, largest, pattern)?;
     let mut rows = Vec::with_capacity(vocab_sizes.len());
     for &vocab_size in vocab_sizes {
         let n_merges = vocab_size.saturating_sub(256).min(merges.len());
@@ -89,7 +90,7 @@ pub fn bytes_per_token(tokenizer: &Tokenizer, text: &str) -> f64 {
 /// the best in `table`: past it, more tokens buy little.
 ///
 /// ```
-/// use listings::tokens::{measure::choose_vocab_size, CompressionRow};
+/// use lab::tokens::{choose_vocab_size, CompressionRow};
 /// let row = |vocab_size, bpt| CompressionRow {
 ///     vocab_size, learned: vocab_size, train_bytes_per_token: bpt, heldout_bytes_per_token: bpt,
 /// };
@@ -112,40 +113,10 @@ pub fn choose_vocab_size(table: &[CompressionRow]) -> Option<usize> {
 /// measured on the last 10% (the same split the model trains on), for
 /// [`VOCAB_SIZES`].
 pub fn book_compression_table() -> Vec<CompressionRow> {
-    let corpus = data::corpus();
-    let (train_text, heldout) = data::train_val_split(&corpus, 0.9);
+    let corpus = corpus();
+    let (train_text, heldout) = train_val_split(&corpus, 0.9);
     compression_table(train_text, heldout, &VOCAB_SIZES, BOOK_PATTERN)
         .expect("the book's pattern compiles")
-}
-
-// ANCHOR: train_book_tokenizer
-/// A tokenizer trained on `text` with [`BOOK_PATTERN`]: `vocab_size` ids in
-/// all, the last being `<|endoftext|>` (as in GPT-2, whose 50,257 ids are
-/// 50,256 ranks and `<|endoftext|>`). A `vocab_size` of 257 or less gives
-/// just the 256 bytes and `<|endoftext|>`; a text that runs out of pairs to
-/// merge gives fewer ids than asked for.
-pub fn train_with_endoftext(text: &str, vocab_size: usize) -> Tokenizer {
-    let merges = train(text, vocab_size.saturating_sub(1), BOOK_PATTERN)
-        .expect("the book's pattern compiles");
-    let endoftext = (256 + merges.len()) as u32;
-    Tokenizer::from_merges(&merges, BOOK_PATTERN, &[(ENDOFTEXT, endoftext)])
-        .expect("merges from the trainer always make a tokenizer")
-}
-
-/// The book's tokenizer: [`train_with_endoftext`] on the first 90% of the
-/// corpus (the part the model trains on).
-pub fn train_book_tokenizer(vocab_size: usize) -> Tokenizer {
-    let corpus = data::corpus();
-    let (train_text, _) = data::train_val_split(&corpus, 0.9);
-    train_with_endoftext(train_text, vocab_size)
-}
-// ANCHOR_END: train_book_tokenizer
-
-/// [`train_book_tokenizer`]`(`[`BOOK_VOCAB_SIZE`]`)`, trained once per
-/// process.
-pub fn book_tokenizer() -> &'static Tokenizer {
-    static BOOK: OnceLock<Tokenizer> = OnceLock::new();
-    BOOK.get_or_init(|| train_book_tokenizer(BOOK_VOCAB_SIZE))
 }
 
 // ANCHOR: translations
@@ -207,3 +178,107 @@ pub const TRANSLATIONS: [(&str, &str); 11] = [
     ),
 ];
 // ANCHOR_END: translations
+
+// The chapter's figures, each drawn from a run of the code above.
+
+/// Vocabulary sizes for the compression curve: every 64 from 256 until the
+/// corpus runs out of pairs to merge.
+const CURVE_STEP: usize = 64;
+
+/// The largest vocabulary size the curve asks for; training stops before it.
+const CURVE_END: usize = 4096;
+
+/// Figure: bytes per token against vocabulary size for the book's BPE, on
+/// the text it was trained on and on held-out text, with the book's choice
+/// marked.
+pub fn compression(path: &Path) -> Result<()> {
+    let corpus = corpus();
+    let (train_text, heldout) = train_val_split(&corpus, 0.9);
+    let sizes: Vec<usize> = (256..=CURVE_END).step_by(CURVE_STEP).collect();
+    let table = compression_table(train_text, heldout, &sizes, BOOK_PATTERN)?;
+    // Past the last size that could be learned, every row is the same.
+    let learned = table.iter().map(|r| r.learned).max().unwrap_or(256);
+    let rows: Vec<_> = table.iter().filter(|r| r.vocab_size <= learned).collect();
+    let mut train_points: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.learned as f64, r.train_bytes_per_token))
+        .collect();
+    let mut heldout_points: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.learned as f64, r.heldout_bytes_per_token))
+        .collect();
+    if let Some(last) = table
+        .last()
+        .filter(|r| r.learned > rows.last().map_or(0, |r| r.learned))
+    {
+        train_points.push((last.learned as f64, last.train_bytes_per_token));
+        heldout_points.push((last.learned as f64, last.heldout_bytes_per_token));
+    }
+    let top = heldout_points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let chosen = BOOK_VOCAB_SIZE as f64;
+    let series = [
+        Series {
+            name: "held-out text (last 10%)",
+            points: heldout_points,
+        },
+        Series {
+            name: "training text (first 90%)",
+            points: train_points,
+        },
+        Series {
+            name: "the book's choice: 2048",
+            points: vec![(chosen, 1.0), (chosen, top)],
+        },
+    ];
+    let axes = Axes {
+        title: "Compression of the book's corpus against vocabulary size",
+        x_label: "vocabulary size (tokens)",
+        y_label: "bytes per token",
+        log_y: false,
+        log_x: false,
+    };
+    line_chart_with_legend(path, &axes, &series, SeriesLabelPosition::LowerMiddle)
+}
+
+/// The number of tokens of each text of [`TRANSLATIONS`] in each of
+/// tiktoken's encodings, in the order of [`Encoding::ALL`].
+pub fn tokens_per_language() -> Result<Vec<Vec<usize>>> {
+    let mut counts = Vec::new();
+    for encoding in Encoding::ALL {
+        let tokenizer = encoding.tokenizer()?;
+        let row = TRANSLATIONS
+            .iter()
+            .map(|(_, text)| tokenizer.encode(text).len())
+            .collect();
+        counts.push(row);
+    }
+    Ok(counts)
+}
+
+/// Figure: tokens for the same two sentences in eleven languages, in
+/// r50k_base, cl100k_base and o200k_base.
+pub fn languages(path: &Path) -> Result<()> {
+    let counts = tokens_per_language()?;
+    let names = [
+        "r50k_base (GPT-2)",
+        "cl100k_base (GPT-4)",
+        "o200k_base (GPT-4o)",
+    ];
+    let series: Vec<Bars> = names
+        .iter()
+        .zip(&counts)
+        .map(|(name, row)| Bars {
+            name,
+            values: row.iter().map(|&n| n as f64).collect(),
+        })
+        .collect();
+    let groups: Vec<&str> = TRANSLATIONS.iter().map(|(language, _)| *language).collect();
+    let axes = Axes {
+        title: "The same two sentences, in tokens",
+        x_label: "",
+        y_label: "tokens",
+        log_y: false,
+        log_x: false,
+    };
+    bar_chart(path, &axes, &groups, &series)
+}

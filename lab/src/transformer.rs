@@ -4,9 +4,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::config::{GptConfig, parameter_breakdown};
-use crate::figures::{Axes, Bars, bar_chart};
-use crate::tokens::BOOK_VOCAB_SIZE;
+use crate::plot::{Axes, Bars, bar_chart};
+use listings::model::{GptConfig, parameter_breakdown};
+use listings::tokens::BOOK_VOCAB_SIZE;
 
 // ANCHOR: table_models
 /// The models of chapter 4's parameter table, with the names the chapter

@@ -33,8 +33,8 @@
 //!
 //! ```
 //! use listings::model::{Gpt, GptConfig};
-//! use listings::train::checkpoint::{load, save};
-//! use listings::train::data::{CharVocab, TextTokenizer};
+//! use listings::checkpoint::{load, save};
+//! use listings::tokens::{CharVocab, TextTokenizer};
 //! let dir = std::env::temp_dir().join(format!("listings-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir)?;
 //! let path = dir.join("toy.safetensors");
@@ -61,9 +61,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thiserror::Error;
 
-use super::data::{TextTokenizer, TokenizerError};
 use crate::model::{Gpt, GptConfig, GptParams, ParamSpec};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::tokens::{TextTokenizer, TokenizerError};
 
 /// The value of the `listings.format` metadata key: this layout, version 1.
 pub const FORMAT: &str = "listings-gpt 1";

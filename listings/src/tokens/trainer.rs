@@ -28,13 +28,17 @@ use super::{BuildError, Tokenizer};
 /// to `256 + k` gives.
 ///
 /// ```
-/// use listings::tokens::{train, BOOK_PATTERN};
-/// let merges = train("low lower lowest", 258, BOOK_PATTERN)?;
+/// use listings::tokens::{train_merges, BOOK_PATTERN};
+/// let merges = train_merges("low lower lowest", 258, BOOK_PATTERN)?;
 /// // "lo" (108, 111) then "low" (256, 119), before " l" and the rest.
 /// assert_eq!(merges, [(108, 111), (256, 119)]);
 /// # Ok::<(), listings::tokens::BuildError>(())
 /// ```
-pub fn train(text: &str, vocab_size: usize, pattern: &str) -> Result<Vec<(u32, u32)>, BuildError> {
+pub fn train_merges(
+    text: &str,
+    vocab_size: usize,
+    pattern: &str,
+) -> Result<Vec<(u32, u32)>, BuildError> {
     let pretokenizer = Pretokenizer::new(pattern)?;
     Ok(train_chunks(pretokenizer.chunks(text), vocab_size))
 }
@@ -45,7 +49,7 @@ pub fn train_tokenizer(
     vocab_size: usize,
     pattern: &str,
 ) -> Result<Tokenizer, BuildError> {
-    Tokenizer::from_merges(&train(text, vocab_size, pattern)?, pattern, &[])
+    Tokenizer::from_merges(&train_merges(text, vocab_size, pattern)?, pattern, &[])
 }
 
 // ANCHOR: train_chunks
@@ -216,10 +220,10 @@ mod tests {
 
     #[test]
     fn training_stops_when_no_pair_is_left() {
-        let merges = train("ab ab", 1000, BOOK_PATTERN).unwrap();
+        let merges = train_merges("ab ab", 1000, BOOK_PATTERN).unwrap();
         // "ab", then " " + "ab": then every chunk is one token.
         assert_eq!(merges, [(97, 98), (32, 256)]);
-        assert!(train("", 1000, BOOK_PATTERN).unwrap().is_empty());
-        assert!(train("abc", 100, BOOK_PATTERN).unwrap().is_empty());
+        assert!(train_merges("", 1000, BOOK_PATTERN).unwrap().is_empty());
+        assert!(train_merges("abc", 100, BOOK_PATTERN).unwrap().is_empty());
     }
 }

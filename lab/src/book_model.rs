@@ -1,0 +1,174 @@
+//! The book's own trained model: the toy GPT of chapter 4, trained on the
+//! book's corpus with the book's tokenizer. Chapters 2, 3, 5 and later look
+//! inside it (its embeddings, its attention, its samples); the training run
+//! is deterministic, so every chapter sees the same model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use listings::checkpoint;
+use listings::model::{Gpt, GptConfig};
+use listings::tokens::{TextTokenizer, book_tokenizer};
+use listings::train::batches::TokenData;
+use listings::train::run::{Event, HandlerResult, History, RunError, TrainConfig, run, split};
+use listings::train::step::{TrainError, Trainer};
+
+use crate::cache;
+
+/// The seed of the book model's initial weights.
+pub const BOOK_MODEL_SEED: u64 = 1337;
+
+// ANCHOR: book_config
+/// How the book model is trained: nanoGPT's small-model settings, sized to
+/// finish in well under a minute on two CPU cores.
+pub fn book_train_config() -> TrainConfig {
+    TrainConfig {
+        batch_size: 16,
+        block_size: 64,
+        max_iters: 2000,
+        learning_rate: 3e-3,
+        min_lr: 3e-4,
+        warmup_iters: 100,
+        lr_decay_iters: 2000,
+        eval_interval: 250,
+        eval_iters: 20,
+        ..TrainConfig::shakespeare_char()
+    }
+}
+// ANCHOR_END: book_config
+
+/// The book model's shape: [`GptConfig::toy`] over the book tokenizer.
+pub fn book_model_config() -> GptConfig {
+    GptConfig::toy(book_tokenizer().vocab_size())
+}
+
+/// A finished run of the book model.
+pub struct BookModel {
+    /// The trained model.
+    pub gpt: Gpt,
+    /// The tokenizer it reads and writes (chapter 1's BPE).
+    pub tokenizer: TextTokenizer,
+    /// Its losses and learning rates.
+    pub history: History,
+    /// The settings it was trained with.
+    pub config: TrainConfig,
+}
+
+// ANCHOR: train_book_model
+/// Trains the book model on the corpus for `config.max_iters` steps,
+/// calling `on_event` at every step and evaluation.
+pub fn train_book_model(
+    config: &TrainConfig,
+    on_event: impl FnMut(&Event, &Trainer) -> HandlerResult,
+) -> Result<BookModel, RunError> {
+    let tokenizer = TextTokenizer::Bpe(book_tokenizer().clone());
+    let tokens = TokenData::from_text(&listings::corpus::corpus(), &tokenizer)?;
+    let data = split(&tokens, config.block_size)?;
+    let gpt = Gpt::new(book_model_config(), BOOK_MODEL_SEED).map_err(TrainError::from)?;
+    let mut trainer = Trainer::new(gpt, config.adamw(), config.batch_size, config.block_size)?;
+    let history = run(&mut trainer, &data, config, on_event)?;
+    Ok(BookModel {
+        gpt: trainer.into_gpt(),
+        tokenizer,
+        history,
+        config: *config,
+    })
+}
+// ANCHOR_END: train_book_model
+
+/// The book model, trained with [`book_train_config`]; the same model on
+/// every run and machine (up to last-bit float differences between CPUs).
+///
+/// It is trained once and kept on disk ([`crate::cache`]): the first call
+/// trains it, later calls (in any process) read the result, until the code
+/// that trains it changes.
+pub fn book_model() -> anyhow::Result<BookModel> {
+    let config = book_train_config();
+    let settings = format!(
+        "{config:?}\n{:?}\nseed {BOOK_MODEL_SEED}",
+        book_model_config()
+    );
+    let key = cache::key("book-model", &["book_model.rs"], &settings);
+    cache::cached(
+        &key,
+        save_book_model,
+        |path| load_book_model(path, config),
+        || Ok(train_book_model(&config, |_, _| Ok(()))?),
+    )
+}
+
+/// Writes a trained book model, its tokenizer and its history to `path`: a
+/// checkpoint, with the history in its metadata.
+pub fn save_book_model(model: &BookModel, path: &Path) -> anyhow::Result<()> {
+    let h = &model.history;
+    let join = |values: &mut dyn Iterator<Item = String>| values.collect::<Vec<_>>().join(" ");
+    let hparams = BTreeMap::from([
+        (
+            "history.evals".to_string(),
+            join(&mut h.evals.iter().map(|(s, t, v)| format!("{s}:{t}:{v}"))),
+        ),
+        (
+            "history.losses".to_string(),
+            join(&mut h.losses.iter().map(f32::to_string)),
+        ),
+        (
+            "history.lrs".to_string(),
+            join(&mut h.lrs.iter().map(f32::to_string)),
+        ),
+        ("history.step_ms".to_string(), h.step_ms.to_string()),
+    ]);
+    let step = h.losses.len() as u64;
+    checkpoint::save(path, &model.gpt, &model.tokenizer, None, step, &hparams)?;
+    Ok(())
+}
+
+/// Reads what [`save_book_model`] wrote: the same weights, tokenizer and
+/// history, to the bit. `config` is the training settings it was made with.
+pub fn load_book_model(path: &Path, config: TrainConfig) -> anyhow::Result<BookModel> {
+    let ckpt = checkpoint::load(path)?;
+    let field = |name: &str| {
+        ckpt.hparams
+            .get(name)
+            .with_context(|| format!("{} has no {name}", path.display()))
+    };
+    fn numbers<T: std::str::FromStr>(text: &str) -> anyhow::Result<Vec<T>>
+    where
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        Ok(text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?)
+    }
+    let mut evals = Vec::new();
+    for item in field("history.evals")?.split_whitespace() {
+        let parts: Vec<&str> = item.split(':').collect();
+        let [step, train, val] = parts[..] else {
+            anyhow::bail!("bad evaluation {item:?} in {}", path.display());
+        };
+        evals.push((step.parse()?, train.parse()?, val.parse()?));
+    }
+    let history = History {
+        evals,
+        losses: numbers(field("history.losses")?)?,
+        lrs: numbers(field("history.lrs")?)?,
+        step_ms: field("history.step_ms")?.parse()?,
+    };
+    Ok(BookModel {
+        gpt: ckpt.gpt,
+        tokenizer: ckpt.tokenizer,
+        history,
+        config,
+    })
+}
+
+/// [`book_model`], trained once per process and shared: for code that
+/// looks at the model several times (the figures, for instance).
+pub fn shared_book_model() -> Result<&'static BookModel, String> {
+    static MODEL: std::sync::OnceLock<Result<BookModel, String>> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| book_model().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(Clone::clone)
+}

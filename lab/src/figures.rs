@@ -1,0 +1,90 @@
+//! Every figure of the book, and the run that draws it.
+//!
+//! `cargo xtask figures` (or `cargo run --release -p lab -- [NAME...]`)
+//! draws them into `src/figures/`.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+/// One figure of the book: the file it is written to, and the run that
+/// draws it.
+pub struct Figure {
+    /// The SVG file name under `src/figures/`.
+    pub file: &'static str,
+    /// What it shows, in a few words.
+    pub what: &'static str,
+    /// Runs the experiment and writes the SVG to the given path.
+    pub draw: fn(&Path) -> Result<()>,
+}
+
+/// Every figure of the book, in chapter order.
+pub fn all() -> Vec<Figure> {
+    vec![
+        Figure {
+            file: "tokens-compression.svg",
+            what: "chapter 1: bytes per token against vocabulary size, the book's BPE",
+            draw: crate::tokens::compression,
+        },
+        Figure {
+            file: "tokens-languages.svg",
+            what: "chapter 1: tokens for the same sentences in eleven languages, three encodings",
+            draw: crate::tokens::languages,
+        },
+        Figure {
+            file: "embeddings-projection.svg",
+            what: "chapter 2: the book model's embeddings of 37 words in six categories, projected to 2-D",
+            draw: crate::embeddings::projection_figure,
+        },
+        Figure {
+            file: "embeddings-positions.svg",
+            what: "chapter 2: cosine similarity between the book model's 64 learned position vectors",
+            draw: crate::embeddings::positions_figure,
+        },
+        Figure {
+            file: "attention-map-block0-head3.svg",
+            what: "chapter 3: block 0, head 3 of the trained book model on a sentence of the corpus",
+            draw: crate::attention::map_block0_head3,
+        },
+        Figure {
+            file: "attention-map-block0-head0.svg",
+            what: "chapter 3: block 0, head 0 of the trained book model on a sentence of the corpus",
+            draw: crate::attention::map_block0_head0,
+        },
+        Figure {
+            file: "attention-map-block1-head2.svg",
+            what: "chapter 3: block 1, head 2 of the trained book model on a sentence of the corpus",
+            draw: crate::attention::map_block1_head2,
+        },
+        Figure {
+            file: "attention-cost.svg",
+            what: "chapter 3: time of attention and of the toy model's forward pass against sequence length",
+            draw: crate::attention::attention_cost,
+        },
+        Figure {
+            file: "transformer-parameters.svg",
+            what: "chapter 4: the share of parameters in embeddings, attention, MLP and LayerNorm, toy model to GPT-2 XL",
+            draw: crate::transformer::parameter_share,
+        },
+        Figure {
+            file: "training-loss.svg",
+            what: "chapter 5: the book model's training and validation loss, step by step",
+            draw: crate::training::loss_curve,
+        },
+        Figure {
+            file: "training-lr.svg",
+            what: "chapter 5: the learning rate of every step of the book model's run",
+            draw: crate::training::lr_schedule,
+        },
+        Figure {
+            file: "training-optimizers.svg",
+            what: "chapter 5: the toy model's loss with SGD, momentum and AdamW",
+            draw: crate::training::optimizers,
+        },
+        Figure {
+            file: "training-overfitting.svg",
+            what: "chapter 5: training and validation loss of a model trained on 2,000 tokens",
+            draw: crate::training::overfitting,
+        },
+    ]
+}

@@ -1,0 +1,32 @@
+//! The experiments and figures of *Build Your Own AI*, run on the model in
+//! [`listings`].
+//!
+//! `listings` is the model a reader copies into a project of their own; this
+//! crate is everything else the chapters run: measurements, controls,
+//! comparisons, and the figures drawn from them. One module per chapter,
+//! named as the chapter's file is (`src/ch03-attention.md` <->
+//! [`attention`]), plus what several chapters share:
+//!
+//! | module | what it holds | chapter |
+//! |---|---|---|
+//! | [`tokens`] | the vocabulary size chosen by measurement; tokens per language | 1 |
+//! | [`embeddings`] | inside trained embeddings: neighbours, analogies, a 2-D projection, positions | 2 |
+//! | [`attention`] | one shared matrix for queries and keys against two, attention maps, the quadratic cost | 3 |
+//! | [`transformer`] | where the parameters are, toy model to GPT-2 XL | 4 |
+//! | [`training`] | optimisers compared, the schedule, overfitting, the loss curve | 5 |
+//! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
+//! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |
+//! | [`plot`] | line, bar, heat-map and scatter charts as SVG | all |
+//! | [`figures`] | every figure of the book and the run that draws it | all |
+
+#![warn(missing_docs)]
+
+pub mod attention;
+pub mod book_model;
+pub mod cache;
+pub mod embeddings;
+pub mod figures;
+pub mod plot;
+pub mod tokens;
+pub mod training;
+pub mod transformer;

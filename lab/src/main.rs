@@ -1,0 +1,57 @@
+//! Draws the book's figures from real runs, as SVG files.
+//!
+//! ```text
+//! cargo run --release -p lab -- [--out DIR] [--list] [NAME...]
+//! ```
+//!
+//! Without names, every figure; with names, the figures whose file names
+//! contain one of them. `--out` defaults to `src/figures`, the book's.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut out = PathBuf::from("src/figures");
+    let mut list = false;
+    let mut only = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => out = args.next().context("--out needs a folder")?.into(),
+            "--list" => list = true,
+            "-h" | "--help" => {
+                println!("usage: lab [--out DIR] [--list] [NAME...]");
+                return Ok(());
+            }
+            flag if flag.starts_with('-') => bail!("unknown flag {flag}; try --help"),
+            name => only.push(name.to_string()),
+        }
+    }
+    let chosen: Vec<_> = lab::figures::all()
+        .into_iter()
+        .filter(|f| only.is_empty() || only.iter().any(|w| f.file.contains(w.as_str())))
+        .collect();
+    if list {
+        for f in &chosen {
+            println!("{}  {}", f.file, f.what);
+        }
+        return Ok(());
+    }
+    if chosen.is_empty() {
+        bail!("no figure matches {only:?}; `--list` lists them");
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    for f in chosen {
+        let start = Instant::now();
+        let path = out.join(f.file);
+        (f.draw)(&path).with_context(|| format!("drawing {}", f.file))?;
+        eprintln!(
+            "drew {} in {:.1} s",
+            path.display(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
