@@ -8,7 +8,7 @@
 //! pair is left.
 //!
 //! This file is the plain version the chapter walks through, slow but short.
-//! [`mod@super::train`] learns the same merges much faster, and
+//! [`super::trainer`] learns the same merges much faster, and
 //! [`super::Tokenizer`] encodes with the same rule much faster.
 
 use std::cmp::Reverse;
