@@ -268,16 +268,32 @@ pub enum CheckpointError {
     /// The tokenizer cannot be stored in a checkpoint.
     #[error("cannot store the tokenizer in a checkpoint: {0}")]
     Tokenizer(TokenizerError),
-    /// The tokenizer has ids the model has no embedding for.
+    /// The tokenizer and the model disagree on the number of token ids.
     #[error(
         "the tokenizer has {tokenizer} tokens but the model's vocab_size is {model}; \
-         the model needs a row of wte for every token id"
+         the two must agree, one row of wte per token id"
     )]
     VocabMismatch {
         /// The tokenizer's vocabulary size.
         tokenizer: usize,
         /// The model's `vocab_size`.
         model: usize,
+    },
+    /// A parameter holds NaN or infinite values: the model it was saved
+    /// from had diverged.
+    #[error(
+        "{path}: {name} holds {count} values out of {len} that are NaN or infinite; \
+         the model it was saved from had diverged"
+    , path = path.display())]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// How many of its values are not finite.
+        count: usize,
+        /// How many values it has.
+        len: usize,
     },
     /// The optimiser's state does not have one tensor per parameter.
     #[error(
@@ -294,17 +310,6 @@ fn list_problems(problems: &[TensorProblem]) -> String {
         lines.push(format!("  ... and {} more", problems.len() - 20));
     }
     lines.join("\n")
-}
-
-/// The config as stored, with nanoGPT's and GPT-2's field names.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigJson {
-    vocab_size: usize,
-    block_size: usize,
-    n_layer: usize,
-    n_head: usize,
-    n_embd: usize,
 }
 
 /// AdamW's step count and settings, as stored.
@@ -423,23 +428,16 @@ fn metadata(
     hparams: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, CheckpointError> {
     let config = gpt.config();
-    if tokenizer.vocab_size() > config.vocab_size {
+    if tokenizer.vocab_size() != config.vocab_size {
         return Err(CheckpointError::VocabMismatch {
             tokenizer: tokenizer.vocab_size(),
             model: config.vocab_size,
         });
     }
-    let config_json = ConfigJson {
-        vocab_size: config.vocab_size,
-        block_size: config.block_size,
-        n_layer: config.n_layer,
-        n_head: config.n_head,
-        n_embd: config.n_embd,
-    };
     let mut meta = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         (KEY_FORMAT.into(), FORMAT.into()),
-        (KEY_CONFIG.into(), to_json(&config_json)),
+        (KEY_CONFIG.into(), to_json(config)),
         (
             KEY_TOKENIZER.into(),
             tokenizer.to_text().map_err(CheckpointError::Tokenizer)?,
@@ -700,14 +698,7 @@ impl Meta<'_> {
     }
 
     fn config(&self) -> Result<GptConfig, CheckpointError> {
-        let c: ConfigJson = self.json(KEY_CONFIG)?;
-        let config = GptConfig {
-            vocab_size: c.vocab_size,
-            block_size: c.block_size,
-            n_layer: c.n_layer,
-            n_head: c.n_head,
-            n_embd: c.n_embd,
-        };
+        let config: GptConfig = self.json(KEY_CONFIG)?;
         config.validate().map_err(|e| self.bad(KEY_CONFIG, e))?;
         Ok(config)
     }
@@ -736,9 +727,9 @@ impl Meta<'_> {
     fn tokenizer(&self, config: &GptConfig) -> Result<TextTokenizer, CheckpointError> {
         let tokenizer = TextTokenizer::from_text(self.get(KEY_TOKENIZER)?)
             .map_err(|e| self.bad(KEY_TOKENIZER, e))?;
-        if tokenizer.vocab_size() > config.vocab_size {
+        if tokenizer.vocab_size() != config.vocab_size {
             let reason = format!(
-                "it has {} tokens but the config's vocab_size is only {}",
+                "it has {} tokens but the config's vocab_size is {}: one row of wte per token id",
                 tokenizer.vocab_size(),
                 config.vocab_size
             );
@@ -860,6 +851,15 @@ fn read_params(path: &Path, file: &SafeTensors, config: GptConfig) -> Result<Gpt
     for (name, mut view) in params.tensors_mut() {
         let tensor = file.tensor(&name).expect("checked by check_tensors");
         fill_f32(view.iter_mut(), tensor.data());
+        let bad = view.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                name,
+                count: bad,
+                len: view.len(),
+            });
+        }
     }
     Gpt::from_params(config, params).map_err(|e| CheckpointError::BadMetadata {
         path: path.to_path_buf(),

@@ -15,7 +15,7 @@
 //! | [`parallel`] | the thread pool, the shared matrix product and the wide-vector loops the model and optimiser run on | 4, 5 |
 //! | [`autograd`] | a scalar autograd engine, for intuition | 5 |
 //! | [`optim`] | SGD, momentum, AdamW, the learning-rate schedule, clipping | 5 |
-//! | [`train`] | batches, one training step, the training loop | 5 |
+//! | [`train`] | batches, one training step, the training loop, the memory a run will need | 5 |
 //! | [`checkpoint`] | saving and loading a model with its tokenizer and optimiser (safetensors) | 5 |
 //! | [`sample`] | text from a trained model: temperature, top-k, greedy | 5, 7 |
 //!

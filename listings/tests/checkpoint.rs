@@ -249,7 +249,7 @@ fn the_layout_is_hugging_faces_gpt2() {
     // And the file holds exactly these, as F32, without lm_head (tied).
     let dir = tempfile::tempdir().unwrap();
     let tok = TextTokenizer::Char(
-        CharVocab::from_chars(&('A'..='~').take(65).collect::<Vec<_>>()).unwrap(),
+        CharVocab::from_chars(&(' '..='~').take(65).collect::<Vec<_>>()).unwrap(),
     );
     let gpt = Gpt::new(config, 0).unwrap();
     let path = dir.path().join("baby.safetensors");

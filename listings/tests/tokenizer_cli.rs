@@ -167,7 +167,7 @@ fn bad_ids_are_errors() {
         &["tokenize", "-e", "cl100k_base", "--decode"],
         b"9906 hello",
     )
-    .assert_fails_with("item 2 (\"hello\") is not a token id");
+    .assert_fails_with("the item at position 1 (\"hello\") is not a token id");
     run(&["tokenize", "-e", "r50k_base", "--decode"], b"15496 50300")
         .assert_fails_with("token id 50300 at position 1 is not in the vocabulary (size 50257)");
 }

@@ -2,13 +2,14 @@
 //!
 //! Every failure ends the command with one line on standard error: what was
 //! being done, then why, each cause after a colon (`cannot read notes.txt:
-//! No such file or directory`).
+//! No such file or directory`), and exit code 1 (130 when interrupted).
 
 use std::fmt;
 
-/// A failed command: what went wrong, each cause after a colon.
+/// A failed command: what went wrong, each cause after a colon, and the
+/// process's exit code.
 #[derive(Debug)]
-pub struct CliError(String);
+pub struct CliError(String, u8);
 
 /// The result of a command.
 pub type Result<T> = std::result::Result<T, CliError>;
@@ -16,7 +17,18 @@ pub type Result<T> = std::result::Result<T, CliError>;
 impl CliError {
     /// An error with a message and no cause.
     pub fn msg(message: impl fmt::Display) -> CliError {
-        CliError(message.to_string())
+        CliError(message.to_string(), 1)
+    }
+
+    /// An error with its own exit code (130 for an interrupted command, as
+    /// a shell reports a process ended by Ctrl-C).
+    pub fn with_code(message: impl fmt::Display, code: u8) -> CliError {
+        CliError(message.to_string(), code)
+    }
+
+    /// The exit code: 1 unless given.
+    pub fn code(&self) -> u8 {
+        self.1
     }
 }
 
@@ -39,7 +51,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 impl<E: std::error::Error> From<E> for CliError {
     fn from(e: E) -> CliError {
-        CliError(chain(&e))
+        CliError(chain(&e), 1)
     }
 }
 
@@ -57,7 +69,7 @@ impl<T, E: std::error::Error> Context<T> for std::result::Result<T, E> {
     }
 
     fn with_context<M: fmt::Display>(self, f: impl FnOnce() -> M) -> Result<T> {
-        self.map_err(|e| CliError(format!("{}: {}", f(), chain(&e))))
+        self.map_err(|e| CliError(format!("{}: {}", f(), chain(&e)), 1))
     }
 }
 

@@ -13,26 +13,30 @@
 //! listings eval --checkpoint ckpt.safetensors --data input.txt
 //! ```
 //!
-//! Errors go to standard error, with exit code 1.
+//! Errors go to standard error, with exit code 1 (130 for a run stopped by
+//! Ctrl-C). `train` and `train-tokenizer` never replace a file they did not
+//! make (see `guard`).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod error;
+mod guard;
+mod train;
 
-use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeSet;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use error::{Context, Result, bail, err};
 use listings::checkpoint;
-use listings::model::{Gpt, GptConfig};
 use listings::sample::{SampleConfig, sample_text};
 use listings::tokens::{
     BOOK_VOCAB_SIZE, Encoding, Tokenizer, train_book_tokenizer, train_with_endoftext,
 };
-use listings::tokens::{CharVocab, TextTokenizer};
-use listings::train::batches::{TokenData, evaluate_text};
-use listings::train::run::{Event, TrainConfig, run, split};
-use listings::train::step::Trainer;
+use listings::train::batches::evaluate_text;
+use train::TrainArgs;
 
 /// The small GPT of "Build Your Own AI", from the command line.
 #[derive(Parser)]
@@ -72,7 +76,7 @@ struct CheckpointArg {
 struct DataArg {
     /// A UTF-8 text file, or `-` for standard input.
     #[arg(long)]
-    data: String,
+    pub(crate) data: String,
 }
 
 /// How to sample; the defaults are nanoGPT's `sample.py`. (Without the seed,
@@ -161,14 +165,21 @@ struct TrainTokenizerArgs {
     /// The number of token ids, the 256 bytes and <|endoftext|> included.
     #[arg(long, default_value_t = BOOK_VOCAB_SIZE)]
     vocab_size: usize,
-    /// Where to save the tokenizer.
+    /// Where to save the tokenizer: a new file, or with --overwrite a
+    /// tokenizer file saved before.
     #[arg(long, short)]
     output: PathBuf,
+    /// Replace the tokenizer file at --output.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // Help and version go to stdout and succeed; usage errors fail.
             let _ = e.print();
@@ -183,7 +194,13 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize(&args),
         Command::TrainTokenizer(args) => train_tokenizer(&args),
         Command::Corpus => write_stdout(listings::corpus::corpus().as_bytes()),
-        Command::Train(args) => train(&args),
+        Command::Train(args) => {
+            let given = matches
+                .subcommand_matches("train")
+                .map(given_flags)
+                .unwrap_or_default();
+            train::train(&args, &given)
+        }
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),
     };
@@ -191,9 +208,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.code())
         }
     }
+}
+
+/// The flags given on the command line (by field name), as opposed to
+/// those left at their default values.
+fn given_flags(matches: &ArgMatches) -> BTreeSet<String> {
+    matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect()
 }
 
 /// `listings tokenize`.
@@ -224,271 +251,6 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
     write_stdout(out.as_bytes())
 }
 
-/// `listings train`: the flags and defaults of nanoGPT's
-/// `config/train_shakespeare_char.py` (no dropout: the book's model has none).
-#[derive(Args)]
-struct TrainArgs {
-    #[command(flatten)]
-    data: DataArg,
-    /// Where to write the checkpoint (written whenever the validation loss
-    /// improves; `--resume` continues from it).
-    #[arg(long)]
-    out: PathBuf,
-    /// `char` (the sorted distinct characters of the text, as nanoGPT's
-    /// prepare.py), `bpe` (the book's own tokenizer), or the path
-    /// of a tokenizer file saved by `train-tokenizer`.
-    #[arg(long, default_value = "char")]
-    tokenizer: String,
-    /// Continue the run saved at `--out`, with its optimiser state.
-    #[arg(long)]
-    resume: bool,
-    /// Transformer blocks.
-    #[arg(long, default_value_t = 6)]
-    n_layer: usize,
-    /// Attention heads per block.
-    #[arg(long, default_value_t = 6)]
-    n_head: usize,
-    /// Width of each token's vector.
-    #[arg(long, default_value_t = 384)]
-    n_embd: usize,
-    /// Context length: tokens per training sequence.
-    #[arg(long, default_value_t = 256)]
-    block_size: usize,
-    /// Sequences per batch.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Updates in all.
-    #[arg(long, default_value_t = 5000)]
-    max_iters: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    learning_rate: f32,
-    /// Final learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    min_lr: f32,
-    /// Steps of linear warm-up.
-    #[arg(long, default_value_t = 100)]
-    warmup_iters: usize,
-    /// Step at which the cosine decay reaches --min-lr.
-    #[arg(long, default_value_t = 5000)]
-    lr_decay_iters: usize,
-    /// AdamW weight decay (on weight matrices and embeddings).
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f32,
-    /// AdamW beta1.
-    #[arg(long, default_value_t = 0.9)]
-    beta1: f32,
-    /// AdamW beta2.
-    #[arg(long, default_value_t = 0.99)]
-    beta2: f32,
-    /// Clip the gradients' global norm to this; 0 turns clipping off.
-    #[arg(long, default_value_t = 1.0)]
-    grad_clip: f32,
-    /// Evaluate on both splits every this many steps.
-    #[arg(long, default_value_t = 250)]
-    eval_interval: usize,
-    /// Batches per evaluation.
-    #[arg(long, default_value_t = 200)]
-    eval_iters: usize,
-    /// Print the training loss every this many steps.
-    #[arg(long, default_value_t = 10)]
-    log_interval: usize,
-    /// Seeds the weights and the batches.
-    #[arg(long, default_value_t = 1337)]
-    seed: u64,
-}
-
-impl TrainArgs {
-    fn train_config(&self) -> TrainConfig {
-        TrainConfig {
-            batch_size: self.batch_size,
-            block_size: self.block_size,
-            max_iters: self.max_iters,
-            learning_rate: self.learning_rate,
-            min_lr: self.min_lr,
-            warmup_iters: self.warmup_iters,
-            lr_decay_iters: self.lr_decay_iters,
-            weight_decay: self.weight_decay,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            grad_clip: self.grad_clip,
-            eval_interval: self.eval_interval,
-            eval_iters: self.eval_iters,
-            log_interval: self.log_interval.max(1),
-            seed: self.seed,
-        }
-    }
-
-    fn text_tokenizer(&self, text: &str) -> Result<TextTokenizer> {
-        Ok(match self.tokenizer.as_str() {
-            "char" => TextTokenizer::Char(CharVocab::from_text(text)?),
-            "bpe" => TextTokenizer::Bpe(listings::tokens::book_tokenizer().clone()),
-            path => TextTokenizer::Bpe(Tokenizer::load(path).with_context(|| {
-                format!("--tokenizer {path}: expected char, bpe, or a tokenizer file")
-            })?),
-        })
-    }
-}
-
-/// `listings train`: prints nanoGPT's `step N: train loss X, val loss Y`
-/// and `iter N: loss X, time Z ms` lines, with a progress bar on a terminal.
-fn train(args: &TrainArgs) -> Result<()> {
-    let bytes = read_input(&args.data.data)?;
-    let text = as_text(&bytes, &args.data.data)?;
-    let cfg = args.train_config();
-    let (mut trainer, tokenizer) = if args.resume {
-        let ckpt = checkpoint::load(&args.out).context("--resume")?;
-        let optimizer = ckpt.optimizer.ok_or_else(|| {
-            err!(
-                "--resume: {} holds no optimiser state to resume from",
-                args.out.display()
-            )
-        })?;
-        (Trainer::from_parts(ckpt.gpt, optimizer)?, ckpt.tokenizer)
-    } else {
-        let tokenizer = args.text_tokenizer(text)?;
-        let model = GptConfig {
-            vocab_size: tokenizer.vocab_size(),
-            block_size: args.block_size,
-            n_layer: args.n_layer,
-            n_head: args.n_head,
-            n_embd: args.n_embd,
-        };
-        model.validate()?;
-        cfg.validate(&model)?;
-        let adamw = cfg.adamw();
-        let gpt = Gpt::new(model, args.seed)?;
-        (
-            Trainer::new(gpt, adamw, cfg.batch_size, cfg.block_size)?,
-            tokenizer,
-        )
-    };
-    cfg.validate(trainer.gpt().config())?;
-    let tokens = TokenData::from_text(text, &tokenizer)?;
-    let data = split(&tokens, cfg.block_size)?;
-    let model = *trainer.gpt().config();
-    println!(
-        "{} tokens ({} train, {} val), vocabulary {} ({}); {} parameters",
-        tokens.len(),
-        data.train.len(),
-        data.val.len(),
-        tokenizer.vocab_size(),
-        tokenizer.kind(),
-        trainer.gpt().num_parameters()
-    );
-    let hparams: std::collections::BTreeMap<String, String> = [
-        ("batch_size", cfg.batch_size.to_string()),
-        ("block_size", cfg.block_size.to_string()),
-        ("max_iters", cfg.max_iters.to_string()),
-        ("learning_rate", cfg.learning_rate.to_string()),
-        ("min_lr", cfg.min_lr.to_string()),
-        ("warmup_iters", cfg.warmup_iters.to_string()),
-        ("lr_decay_iters", cfg.lr_decay_iters.to_string()),
-        ("weight_decay", cfg.weight_decay.to_string()),
-        ("grad_clip", cfg.grad_clip.to_string()),
-        ("seed", cfg.seed.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
-        let bar = indicatif::ProgressBar::new(cfg.max_iters as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} [{elapsed} < {eta}] {msg}",
-            )
-            .expect("a valid template"),
-        );
-        bar.set_position(trainer.steps_done());
-        bar
-    });
-    let say = |line: String| match &bar {
-        Some(bar) => bar.println(line),
-        None => println!("{line}"),
-    };
-    let mut best_val = f32::INFINITY;
-    let start_step = trainer.steps_done();
-    let mut saved_at: Option<usize> = None;
-    let result = run(&mut trainer, &data, &cfg, |event, trainer| {
-        match *event {
-            Event::Eval {
-                step,
-                train_loss,
-                val_loss,
-            } => {
-                say(format!(
-                    "step {step}: train loss {train_loss:.4}, val loss {val_loss:.4}"
-                ));
-                if val_loss < best_val {
-                    best_val = val_loss;
-                    // The state at the start of the run is a fresh model or
-                    // the checkpoint just resumed: nothing new to save.
-                    if step as u64 > start_step {
-                        checkpoint::save(
-                            &args.out,
-                            trainer.gpt(),
-                            &tokenizer,
-                            Some(trainer.optimizer()),
-                            step as u64,
-                            &hparams,
-                        )?;
-                        saved_at = Some(step);
-                        say(format!("saved checkpoint to {}", args.out.display()));
-                    }
-                }
-            }
-            Event::Iter { iter, loss, ms, .. } => {
-                if let Some(bar) = &bar {
-                    bar.set_position(iter as u64 + 1);
-                    bar.set_message(format!("loss {loss:.4}"));
-                }
-                if iter % cfg.log_interval == 0 {
-                    say(format!("iter {iter}: loss {loss:.4}, time {ms:.2} ms"));
-                }
-            }
-        }
-        Ok(())
-    });
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let history = result.map_err(|e| {
-        let kept = match saved_at {
-            Some(step) => format!(
-                "the checkpoint saved at step {step} is intact at {}",
-                args.out.display()
-            ),
-            None => "no checkpoint was written by this run".to_string(),
-        };
-        err!("{e}\n{kept}")
-    })?;
-    if cfg.eval_interval == 0 {
-        // Without evaluations there is no best model to keep: save the end.
-        let step = trainer.steps_done();
-        checkpoint::save(
-            &args.out,
-            trainer.gpt(),
-            &tokenizer,
-            Some(trainer.optimizer()),
-            step,
-            &hparams,
-        )?;
-        println!("saved checkpoint to {}", args.out.display());
-    }
-    let steps = history.losses.len();
-    println!(
-        "trained {steps} steps of {} x {} tokens in {:.1} s ({:.2} ms per step); best val loss {best_val:.4}; model {}-{}-{}",
-        cfg.batch_size,
-        cfg.block_size,
-        history.step_ms / 1e3,
-        history.step_ms / steps.max(1) as f64,
-        model.n_layer,
-        model.n_head,
-        model.n_embd,
-    );
-    Ok(())
-}
-
 /// `listings sample`: prints the prompt and its continuation.
 fn sample(args: &SampleArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint.checkpoint)?;
@@ -504,11 +266,48 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let text = as_text(&bytes, &args.data.data)?;
     let result = evaluate_text(&ckpt.gpt, &ckpt.tokenizer, text)
         .with_context(|| format!("cannot evaluate on {}", args.data.data))?;
+    if !result.loss.is_finite() {
+        bail!(
+            "the loss on {} is {}: the model's outputs overflow on this text",
+            args.data.data,
+            result.loss
+        );
+    }
     write_stdout(format!("{result}\n").as_bytes())
 }
 
 /// `listings train-tokenizer`.
 fn train_tokenizer(args: &TrainTokenizerArgs) -> Result<()> {
+    // 256 byte tokens and <|endoftext|>: fewer ids would be no BPE at all.
+    let least = 256 + 1;
+    if args.vocab_size < least {
+        bail!(
+            "--vocab-size {}: a byte-level BPE needs at least {least} ids (the 256 bytes and \
+             <|endoftext|>), and each merge adds one",
+            args.vocab_size
+        );
+    }
+    let out = &args.output;
+    let input = args.input.as_deref().unwrap_or("-");
+    let inputs = [("the input", input)];
+    if let guard::Existing::File = guard::check_output(out, "--output", &inputs)? {
+        if let Err(e) = Tokenizer::load(out) {
+            bail!(
+                "--output {} exists and is not a tokenizer file ({e}); refusing to replace it: \
+                 choose another --output",
+                out.display()
+            );
+        }
+        if !args.overwrite {
+            bail!(
+                "--output {} already holds a tokenizer; add --overwrite to replace it, or choose \
+                 another --output",
+                out.display()
+            );
+        }
+    }
+    let _lock = guard::lock(out, "--output")?;
+    guard::remove_stale_temporaries(out);
     let tokenizer = match &args.input {
         None => train_book_tokenizer(args.vocab_size),
         Some(input) => {
@@ -545,7 +344,7 @@ fn load_encoding(name: &str) -> Result<Tokenizer> {
 }
 
 /// All the bytes of a file, or of standard input for `-`.
-fn read_input(input: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_input(input: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     if input == "-" {
         io::stdin()
@@ -558,7 +357,7 @@ fn read_input(input: &str) -> Result<Vec<u8>> {
 }
 
 /// The input as text, or an error naming the first byte that is not UTF-8.
-fn as_text<'a>(bytes: &'a [u8], input: &str) -> Result<&'a str> {
+pub(crate) fn as_text<'a>(bytes: &'a [u8], input: &str) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| {
         let source = if input == "-" { "standard input" } else { input };
         let offset = e.valid_up_to();
@@ -581,13 +380,17 @@ fn parse_ids(text: &str, input: &str) -> Result<Vec<u32>> {
     };
     text.split_whitespace()
         .enumerate()
-        .map(|(i, word)| {
-            word.parse().map_err(|_| {
+        .map(|(i, word)| match word.parse::<u128>() {
+            Ok(id) => u32::try_from(id).map_err(|_| {
                 err!(
-                    "{source}: item {} ({word:?}) is not a token id (a whole number)",
-                    i + 1
+                    "{source}: the token id at position {i} ({word}) is larger than any token \
+                     id can be ({})",
+                    u32::MAX
                 )
-            })
+            }),
+            Err(_) => Err(err!(
+                "{source}: the item at position {i} ({word:?}) is not a token id (a whole number)"
+            )),
         })
         .collect()
 }

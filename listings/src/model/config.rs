@@ -1,7 +1,11 @@
 //! The model's hyper-parameters, their presets, and the parameter count they imply.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+// Stored in checkpoints as JSON under these field names (see `checkpoint`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 // ANCHOR: config
 /// The shape of a GPT: five numbers fix every tensor in it.
 ///
@@ -106,6 +110,18 @@ impl GptConfig {
 // ANCHOR_END: presets
 
 impl GptConfig {
+    /// nanoGPT's `config/train_shakespeare_char.py` model: 6 blocks, 6
+    /// heads, 384 wide, 256 tokens of context (the CLI's defaults).
+    pub fn shakespeare_char(vocab_size: usize) -> Self {
+        Self {
+            vocab_size,
+            block_size: 256,
+            n_layer: 6,
+            n_head: 6,
+            n_embd: 384,
+        }
+    }
+
     /// The channels each attention head works on: `hs = n_embd / n_head`.
     pub fn head_size(&self) -> usize {
         self.n_embd / self.n_head

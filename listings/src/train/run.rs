@@ -7,6 +7,7 @@
 //! collect it), and returns the [`History`] of losses and learning rates.
 
 use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::batches::{DataError, Split, TokenData};
@@ -15,6 +16,8 @@ use crate::model::GptConfig;
 use crate::optim::{AdamWConfig, cosine_lr};
 use crate::rng::{ChaCha8Rng, seeded};
 
+// Kept with a checkpoint (its `hparams`) under these field names.
+#[derive(Serialize, Deserialize)]
 // ANCHOR: train_config
 /// The hyper-parameters of a training run, named as in nanoGPT.
 #[derive(Clone, Copy, Debug, PartialEq)]
