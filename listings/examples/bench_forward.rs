@@ -10,19 +10,19 @@
 //! The inputs are random tokens (speed does not depend on what they are).
 //! After 10 warm-up passes, ITERS passes (default 200) are timed with
 //! [`Gpt::forward_with`], which reuses its arrays; the median and the
-//! fastest are printed. Then the same pass is taken apart layer by layer
-//! (the same functions `forward_with` calls, each timed) to show where
-//! the time goes.
+//! fastest are printed. Then ITERS more passes show where the time goes:
+//! `forward_with` beside its parts (the library's `block_forward` for each
+//! block, its functions for the embeddings, `ln_f`, `lm_head` and the loss),
+//! and inside a block each layer function timed alone, with the share of
+//! `block_forward`'s time they account for (see `support/profile.rs`).
 
-use std::collections::BTreeMap;
-use std::hint::black_box;
+#[path = "support/profile.rs"]
+mod profile;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use listings::model::{
-    Activations, Gpt, GptConfig, attention_forward, crossentropy_forward, encoder_forward,
-    gelu_forward, layernorm_forward, lm_head_forward, matmul_forward, residual_forward,
-};
+use listings::model::{Activations, Gpt, GptConfig};
 use listings::ndarray::Array2;
 use listings::parallel::num_threads;
 use listings::rng::{RngExt, seeded};
@@ -86,76 +86,10 @@ fn main() -> Result<()> {
         (B * T) as f64 / median.as_secs_f64()
     );
 
-    // The same pass, layer by layer, each kind of layer timed.
-    let mut spent: BTreeMap<&str, Duration> = BTreeMap::new();
-    let mut time = |name: &'static str, f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        f();
-        *spent.entry(name).or_default() += start.elapsed();
-    };
-    let p = gpt.params();
-    let a = &mut acts;
-    for _ in 0..iters {
-        time("embeddings", &mut || {
-            encoder_forward(&mut a.encoded, &idx, &p.wte, &p.wpe)
-        });
-        for l in 0..config.n_layer {
-            let (done, todo) = a.layers.split_at_mut(l);
-            let x = done.last().map_or(&a.encoded, |prev| &prev.residual3);
-            let (la, bp) = (&mut todo[0], &p.h[l]);
-            time("layernorm", &mut || {
-                layernorm_forward(&mut la.ln1, &mut la.ln1_mean, &mut la.ln1_rstd, x, &bp.ln_1)
-            });
-            time("matmul c_attn", &mut || {
-                matmul_forward(&mut la.qkv, &la.ln1, &bp.attn.c_attn)
-            });
-            time("attention", &mut || {
-                attention_forward(&mut la.atty, &mut la.att, &la.qkv, config.n_head)
-            });
-            time("matmul attn.c_proj", &mut || {
-                matmul_forward(&mut la.attproj, &la.atty, &bp.attn.c_proj)
-            });
-            time("residual", &mut || {
-                residual_forward(&mut la.residual2, x, &la.attproj)
-            });
-            time("layernorm", &mut || {
-                let (ln2, mean, rstd) = (&mut la.ln2, &mut la.ln2_mean, &mut la.ln2_rstd);
-                layernorm_forward(ln2, mean, rstd, &la.residual2, &bp.ln_2)
-            });
-            time("matmul c_fc", &mut || {
-                matmul_forward(&mut la.fch, &la.ln2, &bp.mlp.c_fc)
-            });
-            time("gelu", &mut || gelu_forward(&mut la.fch_gelu, &la.fch));
-            time("matmul mlp.c_proj", &mut || {
-                matmul_forward(&mut la.fcproj, &la.fch_gelu, &bp.mlp.c_proj)
-            });
-            time("residual", &mut || {
-                residual_forward(&mut la.residual3, &la.residual2, &la.fcproj)
-            });
-        }
-        let x = a.layers.last().map_or(&a.encoded, |last| &last.residual3);
-        time("layernorm", &mut || {
-            layernorm_forward(&mut a.lnf, &mut a.lnf_mean, &mut a.lnf_rstd, x, &p.ln_f)
-        });
-        time("lm_head", &mut || {
-            lm_head_forward(&mut a.logits, &a.lnf, &p.wte)
-        });
-        time("crossentropy", &mut || {
-            black_box(crossentropy_forward(&mut a.losses, &a.logits, &targets));
-        });
-    }
-    let total: Duration = spent.values().sum();
-    println!("\nwhere the time goes (mean per forward pass):");
-    let mut rows: Vec<_> = spent.into_iter().collect();
-    rows.sort_by_key(|&(_, d)| std::cmp::Reverse(d));
-    for (name, d) in rows {
-        let share = 100.0 * d.as_secs_f64() / total.as_secs_f64();
-        println!(
-            "  {name:<20} {:>7.3} ms  {share:>5.1}%",
-            ms(d) / iters as f64
-        );
-    }
-    println!("  {:<20} {:>7.3} ms", "total", ms(total) / iters as f64);
+    // Where the time goes: the library's own parts of the pass, each timed.
+    let profile = profile::profile(&gpt, &idx, &targets, iters, false)?;
+    println!("\nwhere the time goes (mean per forward pass, {iters} passes):");
+    profile.print();
     Ok(())
 }
 

@@ -22,19 +22,20 @@
 //! backward, optimiser), and the process's peak memory (`VmHWM`). With
 //! `--eval` it then prints the mean loss over 200 random batches of the
 //! training and of the validation tokens, as nanoGPT's `estimate_loss` does.
-//! With `--profile` it takes the forward and backward passes apart and
-//! prints the time each kind of layer takes.
+//! With `--profile` it takes the forward and backward passes apart: the
+//! library's `Gpt::forward_with` and `Gpt::backward` beside their parts
+//! (`block_forward`/`block_backward` for each block, and the functions for
+//! the embeddings, `ln_f`, `lm_head` and the loss), then the time of each
+//! kind of layer inside a block, each layer function timed alone, with the
+//! share of the block's time they account for (see `support/profile.rs`).
+
+#[path = "support/profile.rs"]
+mod profile;
 
 use anyhow::{Context, Result, bail};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use listings::model::{
-    ActivationGrads, Activations, Gpt, GptConfig, GptParams, attention_backward, attention_forward,
-    crossentropy_forward, crossentropy_softmax_backward, encoder_backward, encoder_forward,
-    gelu_backward, gelu_forward, layernorm_backward, layernorm_forward, lm_head_backward,
-    lm_head_forward, matmul_backward, matmul_forward, residual_forward,
-};
+use listings::model::{Gpt, GptConfig};
 use listings::ndarray::Array2;
 use listings::optim::{AdamWConfig, cosine_lr};
 use listings::parallel::num_threads;
@@ -219,7 +220,10 @@ fn main() -> Result<()> {
     }
     if args.profile {
         fill_batch(&mut idx, &mut targets, train, &mut rng);
-        profile(trainer.gpt(), &idx, &targets, 100)?;
+        let iters = 100;
+        let profile = profile::profile(trainer.gpt(), &idx, &targets, iters, true)?;
+        println!("\nthe forward and backward passes taken apart (mean per step, {iters} steps):");
+        profile.print();
     }
     Ok(())
 }
@@ -250,164 +254,4 @@ fn report(step_times: &mut [Duration], phases: StepTimes) {
             100.0 * d.as_secs_f64() / total.as_secs_f64()
         );
     }
-}
-
-/// The forward and backward passes taken apart: the same functions
-/// `Gpt::forward_with` and `Gpt::backward` call, in the same order, each
-/// kind timed over `iters` passes. Prints the mean time per step of each.
-fn profile(gpt: &Gpt, idx: &Array2<u32>, targets: &Array2<u32>, iters: usize) -> Result<()> {
-    let config = *gpt.config();
-    let (p, nh) = (gpt.params(), config.n_head);
-    let mut a = Activations::new(&config, B, T);
-    let mut g = ActivationGrads::new(&config, B, T);
-    let mut grads = GptParams::zeros(&config);
-    gpt.forward_with(&mut a, idx, Some(targets))?;
-    let mut spent: BTreeMap<&str, Duration> = BTreeMap::new();
-    let mut time = |name: &'static str, f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        f();
-        *spent.entry(name).or_default() += start.elapsed();
-    };
-    for _ in 0..iters {
-        time("fwd embeddings", &mut || {
-            encoder_forward(&mut a.encoded, idx, &p.wte, &p.wpe)
-        });
-        for l in 0..config.n_layer {
-            let (done, todo) = a.layers.split_at_mut(l);
-            let x = done.last().map_or(&a.encoded, |prev| &prev.residual3);
-            let (la, bp) = (&mut todo[0], &p.h[l]);
-            time("fwd layernorm", &mut || {
-                layernorm_forward(&mut la.ln1, &mut la.ln1_mean, &mut la.ln1_rstd, x, &bp.ln_1)
-            });
-            time("fwd matmul", &mut || {
-                matmul_forward(&mut la.qkv, &la.ln1, &bp.attn.c_attn)
-            });
-            time("fwd attention", &mut || {
-                attention_forward(&mut la.atty, &mut la.att, &la.qkv, nh)
-            });
-            time("fwd matmul", &mut || {
-                matmul_forward(&mut la.attproj, &la.atty, &bp.attn.c_proj)
-            });
-            time("fwd residual", &mut || {
-                residual_forward(&mut la.residual2, x, &la.attproj)
-            });
-            time("fwd layernorm", &mut || {
-                let (y, mean, rstd) = (&mut la.ln2, &mut la.ln2_mean, &mut la.ln2_rstd);
-                layernorm_forward(y, mean, rstd, &la.residual2, &bp.ln_2)
-            });
-            time("fwd matmul", &mut || {
-                matmul_forward(&mut la.fch, &la.ln2, &bp.mlp.c_fc)
-            });
-            time("fwd gelu", &mut || gelu_forward(&mut la.fch_gelu, &la.fch));
-            time("fwd matmul", &mut || {
-                matmul_forward(&mut la.fcproj, &la.fch_gelu, &bp.mlp.c_proj)
-            });
-            time("fwd residual", &mut || {
-                residual_forward(&mut la.residual3, &la.residual2, &la.fcproj)
-            });
-        }
-        let x = a.last_residual().clone();
-        time("fwd layernorm", &mut || {
-            layernorm_forward(&mut a.lnf, &mut a.lnf_mean, &mut a.lnf_rstd, &x, &p.ln_f)
-        });
-        time("fwd lm_head", &mut || {
-            lm_head_forward(&mut a.logits, &a.lnf, &p.wte)
-        });
-        time("fwd crossentropy", &mut || {
-            crossentropy_forward(&mut a.losses, &a.logits, targets);
-        });
-
-        time("bwd zero grads", &mut || grads.fill_zero());
-        time("bwd crossentropy", &mut || {
-            crossentropy_softmax_backward(&mut g.dlogits, &a.logits, targets)
-        });
-        time("bwd lm_head", &mut || {
-            lm_head_backward(&mut g.dlnf, &mut grads.wte, &g.dlogits, &a.lnf, &p.wte)
-        });
-        time("bwd layernorm", &mut || {
-            g.dresidual.fill(0.0);
-            let (m, r) = (&a.lnf_mean, &a.lnf_rstd);
-            layernorm_backward(
-                &mut g.dresidual,
-                &mut grads.ln_f,
-                &g.dlnf,
-                &x,
-                &p.ln_f,
-                m,
-                r,
-            )
-        });
-        for l in (0..config.n_layer).rev() {
-            let x = if l == 0 {
-                &a.encoded
-            } else {
-                &a.layers[l - 1].residual3
-            };
-            let (la, bp, dp, gb) = (&a.layers[l], &p.h[l], &mut grads.h[l], &mut g.block);
-            let dx = &mut g.dresidual;
-            time("bwd matmul", &mut || {
-                matmul_backward(
-                    &mut gb.dfch_gelu,
-                    &mut dp.mlp.c_proj,
-                    dx,
-                    &la.fch_gelu,
-                    &bp.mlp.c_proj,
-                )
-            });
-            time("bwd gelu", &mut || {
-                gelu_backward(&mut gb.dfch, &la.fch, &gb.dfch_gelu)
-            });
-            time("bwd matmul", &mut || {
-                matmul_backward(
-                    &mut gb.dln2,
-                    &mut dp.mlp.c_fc,
-                    &gb.dfch,
-                    &la.ln2,
-                    &bp.mlp.c_fc,
-                )
-            });
-            time("bwd layernorm", &mut || {
-                let (m, r) = (&la.ln2_mean, &la.ln2_rstd);
-                layernorm_backward(dx, &mut dp.ln_2, &gb.dln2, &la.residual2, &bp.ln_2, m, r)
-            });
-            time("bwd matmul", &mut || {
-                matmul_backward(
-                    &mut gb.datty,
-                    &mut dp.attn.c_proj,
-                    dx,
-                    &la.atty,
-                    &bp.attn.c_proj,
-                )
-            });
-            time("bwd attention", &mut || {
-                attention_backward(&mut gb.dqkv, &mut gb.datt, &gb.datty, &la.qkv, &la.att, nh)
-            });
-            time("bwd matmul", &mut || {
-                matmul_backward(
-                    &mut gb.dln1,
-                    &mut dp.attn.c_attn,
-                    &gb.dqkv,
-                    &la.ln1,
-                    &bp.attn.c_attn,
-                )
-            });
-            time("bwd layernorm", &mut || {
-                let (m, r) = (&la.ln1_mean, &la.ln1_rstd);
-                layernorm_backward(dx, &mut dp.ln_1, &gb.dln1, x, &bp.ln_1, m, r)
-            });
-        }
-        time("bwd embeddings", &mut || {
-            encoder_backward(&mut grads.wte, &mut grads.wpe, &g.dresidual, idx)
-        });
-    }
-    let total: Duration = spent.values().sum();
-    println!("\nthe forward and backward passes taken apart (mean per step, {iters} steps):");
-    let mut rows: Vec<_> = spent.into_iter().collect();
-    rows.sort_by_key(|&(_, d)| std::cmp::Reverse(d));
-    for (name, d) in rows {
-        let share = 100.0 * d.as_secs_f64() / total.as_secs_f64();
-        println!("  {name:<18} {:7.3} ms  {share:5.1}%", ms(d) / iters as f64);
-    }
-    println!("  {:<18} {:7.3} ms", "total", ms(total) / iters as f64);
-    Ok(())
 }
