@@ -85,17 +85,29 @@ pub fn train_book_model(
 /// that trains it changes.
 pub fn book_model() -> anyhow::Result<BookModel> {
     let config = book_train_config();
-    let settings = format!(
-        "{config:?}\n{:?}\nseed {BOOK_MODEL_SEED}",
-        book_model_config()
-    );
-    let key = cache::key("book-model", &["book_model.rs"], &settings);
     cache::cached(
-        &key,
+        &book_model_cache_key(),
         save_book_model,
         |path| load_book_model(path, config),
         || Ok(train_book_model(&config, |_, _| Ok(()))?),
     )
+}
+
+/// The name of the book model's file in the cache: a hash of the code that
+/// trains it and of its settings.
+pub fn book_model_cache_key() -> String {
+    let settings = format!(
+        "{:?}\n{:?}\nseed {BOOK_MODEL_SEED}",
+        book_train_config(),
+        book_model_config()
+    );
+    cache::key("book-model", &["book_model.rs"], &settings)
+}
+
+/// Whether the book model is in the cache (and the cache is on), so that
+/// [`book_model`] loads it in a fraction of a second instead of training it.
+pub fn book_model_is_cached() -> bool {
+    cache::enabled() && cache::cache_dir().join(book_model_cache_key()).is_file()
 }
 
 /// Writes a trained book model, its tokenizer and its history to `path`: a

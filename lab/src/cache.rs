@@ -93,7 +93,8 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(fingerprints::CACHE_DIR))
 }
 
-fn enabled() -> bool {
+/// Whether the cache is on (`LAB_CACHE=off` turns it off).
+pub fn enabled() -> bool {
     std::env::var("LAB_CACHE").map_or(true, |v| v != "off")
 }
 

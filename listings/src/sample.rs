@@ -331,4 +331,54 @@ mod tests {
         let limited = generate_limited(&gpt, &prompt, &sc, 2).unwrap();
         assert!(limited[10..].iter().all(|&id| id < 2));
     }
+
+    /// A model whose next token depends strongly on the context: the
+    /// initialisation's weights ten times larger (a standard deviation of
+    /// 0.2), so that one token more or less in its window changes what it
+    /// samples. (As initialised, every next token is about equally likely,
+    /// whatever the context.)
+    fn opinionated_model(config: GptConfig) -> Gpt {
+        let mut params = Gpt::new(config, 3).unwrap().params().clone();
+        for (name, mut tensor) in params.tensors_mut() {
+            if !name.contains("ln_") {
+                tensor.mapv_inplace(|x| 10.0 * x);
+            }
+        }
+        Gpt::from_params(config, params).unwrap()
+    }
+
+    #[test]
+    fn the_model_sees_exactly_the_last_block_size_tokens() {
+        let config = GptConfig {
+            block_size: 4,
+            ..GptConfig::toy(6)
+        };
+        let gpt = opinionated_model(config);
+        let sc = SampleConfig {
+            max_new_tokens: 12,
+            temperature: 1.0,
+            top_k: None,
+            seed: 9,
+        };
+        let continuation =
+            |prompt: &[u32]| generate(&gpt, prompt, &sc).unwrap()[prompt.len()..].to_vec();
+        let window = [1, 4, 2, 5]; // the last block_size tokens of the prompt
+        let prompt = [0, 0, 0, 1, 4, 2, 5];
+        let base = continuation(&prompt);
+        // What comes before the window is out of sight: other tokens there,
+        // or none at all, give the same continuation.
+        assert_eq!(continuation(&[3, 5, 1, 1, 4, 2, 5]), base);
+        assert_eq!(continuation(&window), base);
+        // Every token of the window is in sight: changing any one of them
+        // changes what follows.
+        for i in 0..window.len() {
+            let mut changed = prompt;
+            changed[3 + i] = (changed[3 + i] + 1) % 6;
+            assert_ne!(
+                continuation(&changed),
+                base,
+                "token {i} of the window made no difference"
+            );
+        }
+    }
 }

@@ -14,10 +14,13 @@
 //! error growing. The error of a gradient entry is
 //! `|analytic - numeric| / max(|analytic|, |numeric|, 0.01)`: relative
 //! above 0.01, absolute (in hundredths) below, where the noise would
-//! swamp a relative error. Each check prints the largest error it saw (run
-//! with `--nocapture` to read the report) and asserts it is below
-//! [`TOLERANCE`]. The last tests show that the check can fail: a wrong
-//! derivative, or one gradient entry 5% off, is caught.
+//! swamp a relative error. An entry that is not a finite number, analytic
+//! or numeric, has an infinite error: the checks fill the gradients a
+//! backward pass should overwrite with NaN, so an entry it forgets fails.
+//! Each check prints the largest error it saw (run with `--nocapture` to
+//! read the report) and asserts it is below [`TOLERANCE`]. The last tests
+//! show that the check can fail: a wrong derivative, one gradient entry 5%
+//! off, or one left unwritten, is caught.
 
 use listings::model::{
     ActivationGrads, Activations, BlockGrads, BlockParams, Gpt, GptConfig, GptParams,
@@ -84,7 +87,15 @@ fn compare(
             (8.0 * (at(H) - at(-H)) - (at(2.0 * H) - at(-2.0 * H))) / (12.0 * f64::from(H));
         x[i] = keep;
         let a = f64::from(analytic[i]);
-        let rel = (a - numeric).abs() / a.abs().max(numeric.abs()).max(FLOOR);
+        let rel = if a.is_finite() && numeric.is_finite() {
+            (a - numeric).abs() / a.abs().max(numeric.abs()).max(FLOOR)
+        } else {
+            // Not a number to compare: an entry the backward pass left
+            // unwritten (the NaN the test filled it with), or a forward pass
+            // that overflowed. The formula would give NaN, which no
+            // comparison with a tolerance rejects, so it is the worst error.
+            f64::INFINITY
+        };
         if rel >= out.max_rel {
             out.max_rel = rel;
             out.worst = (i, analytic[i], numeric);
@@ -591,4 +602,42 @@ fn one_corrupted_gradient_entry_is_caught() {
         err > TOLERANCE,
         "the check missed a 5% error in {name} ({err:.2e})"
     );
+}
+
+#[test]
+fn an_unwritten_gradient_entry_is_caught() {
+    // A backward pass that forgets one entry leaves the NaN the gradient
+    // was filled with; its relative error would be NaN, which is not above
+    // any tolerance, so `compare` must count it as the worst error.
+    let shape = (2, 3, 16);
+    let inp = rand(shape, 2.0, 1);
+    let w = rand(shape, 1.0, 2);
+    let mut dinp = Array3::from_elem(shape, f32::NAN);
+    gelu_backward(&mut dinp, &inp, &w);
+    let forgotten = dinp.len() - 1; // as if the loop stopped one short
+    flat_mut(&mut dinp)[forgotten] = f32::NAN;
+    let gelu_loss = |x: &[f32]| {
+        let mut out = Array3::zeros(shape);
+        gelu_forward(&mut out, &view(x, &inp));
+        weighted(&w, &out)
+    };
+    let cmp = compare(flat_mut(&mut inp.clone()), flat(&dinp), ALL, gelu_loss);
+    let err = report("unwritten", "inp", &cmp);
+    assert!(err > TOLERANCE, "the check missed an unwritten entry");
+    assert_eq!(cmp.worst.0, forgotten, "the report names the wrong entry");
+
+    // The same with a sound gradient but a forward pass that gives NaN:
+    // the numeric estimate is not a number, and the check fails too.
+    let mut dinp = Array3::from_elem(shape, f32::NAN);
+    gelu_backward(&mut dinp, &inp, &w);
+    let cmp = compare(flat_mut(&mut inp.clone()), flat(&dinp), ALL, |x| {
+        if x[3] == inp.as_slice().expect("contiguous")[3] {
+            gelu_loss(x)
+        } else {
+            f64::NAN // only while entry 3 is perturbed
+        }
+    });
+    let err = report("nan forward", "inp", &cmp);
+    assert!(err > TOLERANCE, "the check missed a NaN estimate");
+    assert_eq!(cmp.worst.0, 3, "the report names the wrong entry");
 }
