@@ -333,10 +333,10 @@ mod tests {
     }
 
     /// A model whose next token depends strongly on the context: the
-    /// initialisation's weights ten times larger (a standard deviation of
-    /// 0.2), so that one token more or less in its window changes what it
-    /// samples. (As initialised, every next token is about equally likely,
-    /// whatever the context.)
+    /// initialisation's weights and embeddings ten times larger (standard
+    /// deviations of 0.1 to 0.2), so that one token more or less in its
+    /// window changes what it samples. (As initialised, every next token is
+    /// about equally likely, whatever the context.)
     fn opinionated_model(config: GptConfig) -> Gpt {
         let mut params = Gpt::new(config, 3).unwrap().params().clone();
         for (name, mut tensor) in params.tensors_mut() {

@@ -106,7 +106,8 @@ fn compare(
 }
 
 /// Every index of a tensor of at most `samples` entries; else a seeded
-/// sample of `samples` of them, always including the largest gradient.
+/// sample of `samples` of them, always including the largest gradient (a
+/// NaN counts as larger than any number, so an unwritten entry is included).
 fn sample(analytic: &[f32], samples: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     if analytic.len() <= samples {
         return (0..analytic.len()).collect();
