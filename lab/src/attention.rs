@@ -7,6 +7,10 @@
 //!   matrices or from one shared matrix ([`Projections`]): the chapter's
 //!   experiment on why Q, K and V are three matrices. [`position_stats`]
 //!   shows how each model solved the task;
+//! - the same model on a lookup task ([`lookup_batch`], [`Task`]), with a
+//!   value matrix of its own or values made by the key matrix
+//!   ([`Projections::SharedKV`]), and [`weight_on_entry`], whether its
+//!   questions look in the right place;
 //! - [`attention_maps`] and [`head_summaries`], where the heads of a trained
 //!   GPT look, and the figures drawn from them;
 //! - [`time_attention`] and [`time_forward`], the cost of attention against
@@ -40,6 +44,9 @@ pub enum Projections {
     SharedQK,
     /// Three matrices, `q = x·Wq`, `k = x·Wk`, `v = x·Wv`, as in GPT-2.
     Separate,
+    /// One matrix for keys and values, `k = v = x·W`, and one for queries:
+    /// what a position is found by is also what it hands over.
+    SharedKV,
 }
 // ANCHOR_END: projections
 
@@ -58,9 +65,10 @@ pub struct TinyAttention {
     /// The query projection, `(C, C)`; under [`Projections::SharedQK`] the
     /// key projection too.
     pub query: LinearParams,
-    /// The key projection, `(C, C)`; unused under [`Projections::SharedQK`].
+    /// The key projection, `(C, C)`; unused under [`Projections::SharedQK`],
+    /// and the value projection too under [`Projections::SharedKV`].
     pub key: LinearParams,
-    /// The value projection, `(C, C)`.
+    /// The value projection, `(C, C)`; unused under [`Projections::SharedKV`].
     pub value: LinearParams,
     /// From the head's output to the logits, `(C, V)`.
     pub out: LinearParams,
@@ -136,16 +144,26 @@ impl TinyAttention {
         }
     }
 
+    /// Whether the model uses its key matrix and its value matrix: a matrix
+    /// that another one stands in for is left out of training and counting.
+    fn uses_key_and_value(&self) -> (bool, bool) {
+        let used = |m: usize| (0..3).any(|i| self.matrix_of_block(i) == m);
+        (used(1), used(2))
+    }
+
     /// The parameter tensors the model uses, as flat slices, each with
-    /// whether weight decay applies (matrices yes, biases no). The key
-    /// projection is left out when queries and keys share a matrix.
+    /// whether weight decay applies (matrices yes, biases no). A projection
+    /// that another stands in for is left out.
     fn tensors_mut(&mut self) -> Vec<(&mut [f32], bool)> {
-        let separate = self.projections == Projections::Separate;
+        let (uses_key, uses_value) = self.uses_key_and_value();
         let mut layers = vec![&mut self.query];
-        if separate {
+        if uses_key {
             layers.push(&mut self.key);
         }
-        layers.extend([&mut self.value, &mut self.out]);
+        if uses_value {
+            layers.push(&mut self.value);
+        }
+        layers.push(&mut self.out);
         let mut tensors = vec![
             (self.wte.as_slice_mut().expect("row-major"), true),
             (self.wpe.as_slice_mut().expect("row-major"), true),
@@ -157,28 +175,33 @@ impl TinyAttention {
         tensors
     }
 
-    /// How many numbers the model learns (the unused key projection of a
-    /// shared model not counted).
+    /// How many numbers the model learns (a projection that another stands
+    /// in for not counted).
     pub fn num_parameters(&self) -> usize {
         let linear = |p: &LinearParams| p.weight.len() + p.bias.len();
-        let key = match self.projections {
-            Projections::SharedQK => 0,
-            Projections::Separate => linear(&self.key),
-        };
-        let projections = linear(&self.query) + key + linear(&self.value);
+        let (uses_key, uses_value) = self.uses_key_and_value();
+        let key = if uses_key { linear(&self.key) } else { 0 };
+        let value = if uses_value { linear(&self.value) } else { 0 };
+        let projections = linear(&self.query) + key + value;
         self.wte.len() + self.wpe.len() + projections + linear(&self.out)
     }
 
     // ANCHOR: tiny_c_attn
+    /// Which of the model's matrices (0 `query`, 1 `key`, 2 `value`) makes
+    /// block `i` of `c_attn` (0 the queries, 1 the keys, 2 the values).
+    fn matrix_of_block(&self, i: usize) -> usize {
+        match (self.projections, i) {
+            (Projections::SharedQK, 1) => 0, // keys from the query matrix
+            (Projections::SharedKV, 2) => 1, // values from the key matrix
+            _ => i,
+        }
+    }
+
     /// The three projections side by side, `[Wq | Wk | Wv]`, `(C, 3C)`: the
-    /// layout of GPT-2's `c_attn`. With shared queries and keys, the key
-    /// block is a copy of the query block.
+    /// layout of GPT-2's `c_attn`. A shared matrix appears twice.
     pub fn c_attn(&self) -> LinearParams {
-        let key = match self.projections {
-            Projections::SharedQK => &self.query,
-            Projections::Separate => &self.key,
-        };
-        let (q, k, v) = (&self.query, key, &self.value);
+        let matrices = [&self.query, &self.key, &self.value];
+        let [q, k, v] = [0, 1, 2].map(|i| matrices[self.matrix_of_block(i)]);
         LinearParams {
             weight: concatenate![Axis(1), q.weight, k.weight, v.weight],
             bias: concatenate![Axis(0), q.bias, k.bias, v.bias],
@@ -211,8 +234,8 @@ impl TinyAttention {
     /// The layers' own backward passes do the work, in reverse order. The
     /// one new step is at the end: `c_attn`'s gradient comes back as three
     /// blocks, one each for the query, key and value weights. A matrix that
-    /// served as both `Wq` and `Wk` gets the sum of their gradients, since
-    /// a change to it moves every query and every key at once.
+    /// served in two blocks gets the sum of their gradients, since a change
+    /// to it moves both at once.
     pub fn backward(
         &self,
         grads: &mut TinyAttention,
@@ -231,18 +254,15 @@ impl TinyAttention {
         let mut dc_attn = LinearParams::zeros(c, 3 * c);
         matmul_backward(&mut dx, &mut dc_attn, &dqkv, &acts.x, &self.c_attn());
         encoder_backward(&mut grads.wte, &mut grads.wpe, &dx, &acts.inputs);
-        let block = |i: usize| s![.., i * c..(i + 1) * c];
-        let (dq, dk, dv) = (block(0), block(1), block(2));
-        let dkey = match self.projections {
-            Projections::SharedQK => &mut grads.query, // dW = dWq + dWk
-            Projections::Separate => &mut grads.key,
-        };
-        dkey.weight += &dc_attn.weight.slice(dk);
-        dkey.bias += &dc_attn.bias.slice(s![c..2 * c]);
-        grads.query.weight += &dc_attn.weight.slice(dq);
-        grads.query.bias += &dc_attn.bias.slice(s![..c]);
-        grads.value.weight += &dc_attn.weight.slice(dv);
-        grads.value.bias += &dc_attn.bias.slice(s![2 * c..]);
+        for i in 0..3 {
+            let grad = match self.matrix_of_block(i) {
+                0 => &mut grads.query,
+                1 => &mut grads.key,
+                _ => &mut grads.value,
+            }; // a shared matrix is met twice: dW = dWq + dWk, or dWk + dWv
+            grad.weight += &dc_attn.weight.slice(s![.., i * c..(i + 1) * c]);
+            grad.bias += &dc_attn.bias.slice(s![i * c..(i + 1) * c]);
+        }
     }
     // ANCHOR_END: tiny_backward
 }
@@ -279,8 +299,87 @@ pub const TASK_EVAL: usize = 256;
 pub const TASK_LR: f32 = 0.02;
 // ANCHOR_END: task_size
 
-/// Loss and accuracy on held-out sequences, at positions 1 and later
-/// (position 0 has no previous token to find).
+// ANCHOR: lookup_batch
+/// How many keys the lookup task has, and how many values a key can hold.
+pub const LOOKUP_KEYS: usize = 8;
+
+/// A batch of the lookup task: `b` sequences of `2 · LOOKUP_KEYS` tokens.
+/// The first half are entries, one token for a key and its value (id
+/// `8 · key + value`), every key once, in a random order, each with a
+/// random value. The second half are questions, one token for a key (id
+/// `64 + key`), drawn at random. The target at every position is the value
+/// stored under that position's key.
+pub fn lookup_batch(b: usize, rng: &mut ChaCha8Rng) -> (Array2<u32>, Array2<u32>) {
+    let n = LOOKUP_KEYS as u32; // 8 keys, 8 values
+    let t = 2 * LOOKUP_KEYS; // the entries, then the questions
+    let (mut idx, mut targets) = (Array2::zeros((b, t)), Array2::zeros((b, t)));
+    for i in 0..b {
+        let mut keys: Vec<u32> = (0..n).collect();
+        for j in (1..keys.len()).rev() {
+            keys.swap(j, rng.random_range(0..=j)); // shuffled
+        }
+        let values: Vec<u32> = (0..n).map(|_| rng.random_range(0..n)).collect(); // values[key]
+        for (j, &key) in keys.iter().enumerate() {
+            idx[[i, j]] = n * key + values[key as usize]; // an entry: "key holds value"
+            targets[[i, j]] = values[key as usize];
+        }
+        for j in keys.len()..t {
+            let key = rng.random_range(0..n);
+            idx[[i, j]] = n * n + key; // a question: "key?"
+            targets[[i, j]] = values[key as usize];
+        }
+    }
+    (idx, targets) // (B, T) each
+}
+// ANCHOR_END: lookup_batch
+
+/// A task a [`TinyAttention`] is trained on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Output the token before each position ([`previous_token_batch`]).
+    PreviousToken,
+    /// Output the value stored under each position's key ([`lookup_batch`]).
+    Lookup,
+}
+
+impl Task {
+    /// Tokens in the task's vocabulary.
+    pub fn vocab(self) -> usize {
+        match self {
+            Task::PreviousToken => TASK_VOCAB,
+            Task::Lookup => LOOKUP_KEYS * LOOKUP_KEYS + LOOKUP_KEYS,
+        }
+    }
+
+    /// Tokens per sequence.
+    pub fn seq_len(self) -> usize {
+        match self {
+            Task::PreviousToken => TASK_LEN,
+            Task::Lookup => 2 * LOOKUP_KEYS,
+        }
+    }
+
+    /// The first position the task is scored at: the previous-token task
+    /// leaves out position 0, which has no token before it; the lookup task
+    /// scores the questions only.
+    pub fn scored_from(self) -> usize {
+        match self {
+            Task::PreviousToken => 1,
+            Task::Lookup => LOOKUP_KEYS,
+        }
+    }
+
+    /// A batch of `b` sequences and their targets, `(B, T)` each.
+    pub fn batch(self, b: usize, rng: &mut ChaCha8Rng) -> (Array2<u32>, Array2<u32>) {
+        match self {
+            Task::PreviousToken => previous_token_batch(b, TASK_LEN, TASK_VOCAB, rng),
+            Task::Lookup => lookup_batch(b, rng),
+        }
+    }
+}
+
+/// Loss and accuracy on held-out sequences, at the positions a task is
+/// scored at ([`Task::scored_from`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Score {
     /// Mean cross-entropy, in nats.
@@ -289,16 +388,21 @@ pub struct Score {
     pub accuracy: f32,
 }
 
-/// Scores `model` on `idx` and `targets` `(B, T)` at positions `1..T`.
-pub fn evaluate(model: &TinyAttention, idx: &ArrayRef2<u32>, targets: &ArrayRef2<u32>) -> Score {
+/// Scores `model` on `idx` and `targets` `(B, T)` at positions `from..T`.
+pub fn evaluate(
+    model: &TinyAttention,
+    idx: &ArrayRef2<u32>,
+    targets: &ArrayRef2<u32>,
+    from: usize,
+) -> Score {
     let (b, t) = idx.dim();
     let mut acts = TinyActivations::new(model, b, t);
     model.forward(&mut acts, idx, targets);
-    let later = s![.., 1..];
+    let later = s![.., from..];
     let loss = acts.losses.slice(later).mean().unwrap_or(0.0);
     let (mut right, mut total) = (0, 0);
     for ((bi, ti), &target) in targets.slice(later).indexed_iter() {
-        let scores = acts.logits.slice(s![bi, ti + 1, ..]);
+        let scores = acts.logits.slice(s![bi, ti + from, ..]);
         let best = (0..scores.len()).fold(0, |m, i| if scores[i] > scores[m] { i } else { m });
         right += usize::from(best == target as usize);
         total += 1;
@@ -317,35 +421,48 @@ pub struct TinyRun {
     pub history: Vec<(usize, Score)>,
 }
 
-/// The held-out sequences of the previous-token task for a seed.
-fn held_out(seed: u64) -> (Array2<u32>, Array2<u32>) {
-    previous_token_batch(TASK_EVAL, TASK_LEN, TASK_VOCAB, &mut seeded(seed + 2))
+/// The held-out sequences of a task for a seed.
+fn held_out(task: Task, seed: u64) -> (Array2<u32>, Array2<u32>) {
+    task.batch(TASK_EVAL, &mut seeded(seed + 2))
 }
 
-// ANCHOR: train_previous_token
-/// Trains a [`TinyAttention`] on the previous-token task: `steps` steps of
-/// AdamW, each on a fresh batch, scored on held-out sequences every
-/// `report_every` steps. The seed fixes the initial weights, the batches
-/// and the held-out set, so both kinds of model see the same data.
+/// [`train_tiny`] on the previous-token task.
 pub fn train_previous_token(
     projections: Projections,
     steps: usize,
     report_every: usize,
     seed: u64,
 ) -> TinyRun {
-    let (v, t, c, b) = (TASK_VOCAB, TASK_LEN, TASK_WIDTH, TASK_BATCH);
+    train_tiny(Task::PreviousToken, projections, steps, report_every, seed)
+}
+
+// ANCHOR: train_tiny
+/// Trains a [`TinyAttention`] on `task`: `steps` steps of AdamW, each on a
+/// fresh batch, scored on held-out sequences every `report_every` steps.
+/// The seed fixes the initial weights, the batches and the held-out set,
+/// so every kind of model sees the same data.
+pub fn train_tiny(
+    task: Task,
+    projections: Projections,
+    steps: usize,
+    report_every: usize,
+    seed: u64,
+) -> TinyRun {
+    let (v, t, c, b) = (task.vocab(), task.seq_len(), TASK_WIDTH, TASK_BATCH);
     let mut model = TinyAttention::new(projections, v, t, c, seed);
     let mut batches = seeded(seed + 1);
-    let (eval_idx, eval_targets) = held_out(seed);
+    let (eval_idx, eval_targets) = held_out(task, seed);
+    let score =
+        |model: &TinyAttention| evaluate(model, &eval_idx, &eval_targets, task.scored_from());
     let mut optimizer = AdamW::new(AdamWConfig {
         lr: TASK_LR,
         weight_decay: 0.0,
         ..AdamWConfig::default()
     });
     let mut acts = TinyActivations::new(&model, b, t);
-    let mut history = vec![(0, evaluate(&model, &eval_idx, &eval_targets))];
+    let mut history = vec![(0, score(&model))];
     for step in 1..=steps {
-        let (idx, targets) = previous_token_batch(b, t, v, &mut batches);
+        let (idx, targets) = task.batch(b, &mut batches);
         model.forward(&mut acts, &idx, &targets);
         let mut grads = model.zeros_like();
         model.backward(&mut grads, &acts, &targets);
@@ -355,12 +472,12 @@ pub fn train_previous_token(
             .collect();
         optimizer.step(&mut params);
         if step % report_every == 0 {
-            history.push((step, evaluate(&model, &eval_idx, &eval_targets)));
+            history.push((step, score(&model)));
         }
     }
     TinyRun { model, history }
 }
-// ANCHOR_END: train_previous_token
+// ANCHOR_END: train_tiny
 
 /// What a [`TinyAttention`] does at one position, averaged over the
 /// held-out sequences.
@@ -378,7 +495,7 @@ pub struct PositionStats {
 /// For each position of the task, where `model` looks and how long its
 /// query is, averaged over the held-out sequences of `seed`.
 pub fn position_stats(model: &TinyAttention, seed: u64) -> Vec<PositionStats> {
-    let (idx, targets) = held_out(seed);
+    let (idx, targets) = held_out(Task::PreviousToken, seed);
     let (b, t) = idx.dim();
     let c = model.wte.ncols();
     let mut acts = TinyActivations::new(model, b, t);
@@ -396,6 +513,27 @@ pub fn position_stats(model: &TinyAttention, seed: u64) -> Vec<PositionStats> {
         .collect()
 }
 // ANCHOR_END: position_stats
+
+/// For the lookup task's held-out sequences of `seed`, the attention weight
+/// each question puts on the entry that holds its key, averaged over every
+/// question: 1 when the model always looks in the right place.
+pub fn weight_on_entry(model: &TinyAttention, seed: u64) -> f32 {
+    let (idx, targets) = held_out(Task::Lookup, seed);
+    let (b, t) = idx.dim();
+    let mut acts = TinyActivations::new(model, b, t);
+    model.forward(&mut acts, &idx, &targets);
+    let n = LOOKUP_KEYS;
+    let (mut sum, mut questions) = (0.0, 0);
+    for s in 0..b {
+        for q in n..t {
+            let key = idx[[s, q]] as usize - n * n; // the key asked for
+            let entry = (0..n).find(|&e| idx[[s, e]] as usize / n == key);
+            sum += acts.att[[s, 0, q, entry.expect("every key has an entry")]];
+            questions += 1;
+        }
+    }
+    sum / questions as f32
+}
 
 // ANCHOR: map_sentence
 /// The sentence of the chapter's attention maps: the opening of a story
@@ -623,7 +761,11 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        for projections in [Projections::SharedQK, Projections::Separate] {
+        for projections in [
+            Projections::SharedQK,
+            Projections::Separate,
+            Projections::SharedKV,
+        ] {
             let model = small(projections);
             let (idx, targets) = previous_token_batch(3, 4, 5, &mut seeded(1));
             let mut acts = TinyActivations::new(&model, 3, 4);
@@ -660,7 +802,11 @@ mod tests {
     #[test]
     fn the_shared_model_has_symmetric_scores_and_fewer_parameters() {
         let (idx, targets) = previous_token_batch(1, 4, 5, &mut seeded(2));
-        for projections in [Projections::SharedQK, Projections::Separate] {
+        for projections in [
+            Projections::SharedQK,
+            Projections::Separate,
+            Projections::SharedKV,
+        ] {
             let model = small(projections);
             let mut acts = TinyActivations::new(&model, 1, 4);
             model.forward(&mut acts, &idx, &targets);
@@ -673,12 +819,45 @@ mod tests {
                 .fold(0.0_f32, |m, &v| m.max(v));
             match projections {
                 Projections::SharedQK => assert!(asymmetry < 1e-5),
-                Projections::Separate => assert!(asymmetry > 0.1),
+                Projections::Separate | Projections::SharedKV => assert!(asymmetry > 0.1),
             }
         }
         let shared = small(Projections::SharedQK).num_parameters();
         let separate = small(Projections::Separate).num_parameters();
         assert_eq!(separate - shared, 6 * 6 + 6);
+        assert_eq!(small(Projections::SharedKV).num_parameters(), shared);
+    }
+
+    #[test]
+    fn shared_keys_and_values_are_one_block_twice() {
+        let model = small(Projections::SharedKV);
+        let c_attn = model.c_attn();
+        let c = model.wte.ncols();
+        assert_eq!(c_attn.weight.slice(s![.., ..c]), model.query.weight);
+        assert_eq!(c_attn.weight.slice(s![.., c..2 * c]), model.key.weight);
+        assert_eq!(c_attn.weight.slice(s![.., 2 * c..]), model.key.weight);
+        assert_eq!(c_attn.bias.slice(s![2 * c..]), model.key.bias);
+    }
+
+    #[test]
+    fn a_question_targets_the_value_stored_under_its_key() {
+        let n = LOOKUP_KEYS;
+        let (idx, targets) = lookup_batch(3, &mut seeded(4));
+        assert_eq!(idx.dim(), (3, Task::Lookup.seq_len()));
+        for b in 0..3 {
+            let mut keys: Vec<usize> = (0..n).map(|e| idx[[b, e]] as usize / n).collect();
+            for e in 0..n {
+                assert_eq!(targets[[b, e]] as usize, idx[[b, e]] as usize % n);
+            }
+            keys.sort_unstable();
+            assert_eq!(keys, (0..n).collect::<Vec<_>>(), "every key once");
+            for q in n..2 * n {
+                let key = idx[[b, q]] as usize - n * n;
+                let entry = (0..n).find(|&e| idx[[b, e]] as usize / n == key).unwrap();
+                assert_eq!(targets[[b, q]], targets[[b, entry]]);
+            }
+        }
+        assert!(idx.iter().all(|&id| (id as usize) < Task::Lookup.vocab()));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! The embedding layer itself is [`listings::model::encoder_forward`]; this
 //! module holds the tools the chapter uses to look inside a trained `wte`
 //! (`(V, C)`, one row per token): the one-hot view of a lookup, nearest
-//! neighbours by cosine similarity, analogies by vector arithmetic, and a
+//! neighbours by cosine similarity, analogies by vector arithmetic, how far
+//! training moved each row ([`row_drift`], beside [`token_counts`]), and a
 //! two-dimensional projection (principal component analysis, by power
 //! iteration) for the chapter's figure.
 
@@ -295,6 +296,22 @@ pub fn cosine_matrix(x: &ArrayRef2<f32>) -> Array2<f32> {
     unit.dot(&unit.t()) // (N, C) x (C, N) -> (N, N)
 }
 
+/// How many times each of `vocab` tokens occurs in `ids`.
+pub fn token_counts(ids: &[u32], vocab: usize) -> Vec<usize> {
+    let mut counts = vec![0; vocab];
+    for &id in ids {
+        counts[id as usize] += 1;
+    }
+    counts
+}
+
+/// How far each row of `trained` `(V, C)` lies from the same row of
+/// `initial`: the length of their difference, one number per row `(V)`.
+pub fn row_drift(trained: &ArrayRef2<f32>, initial: &ArrayRef2<f32>) -> Array1<f32> {
+    let difference = trained - initial; // (V, C)
+    difference.map_axis(Axis(1), |row| row.dot(&row).sqrt())
+}
+
 /// Figure 2-2: how similar the book model's learned position vectors are
 /// to one another, every position against every other.
 pub fn positions_figure(path: &Path) -> anyhow::Result<()> {
@@ -326,6 +343,14 @@ mod tests {
         for id in 0..3 {
             assert_eq!(one_hot(id, 3).dot(&wte), wte.row(id));
         }
+    }
+
+    #[test]
+    fn counts_and_drift_by_hand() {
+        assert_eq!(token_counts(&[2, 0, 2, 2], 4), [1, 0, 3, 0]);
+        let initial = array![[1.0_f32, 1.0], [0.0, 0.0]];
+        let trained = array![[4.0_f32, 5.0], [0.0, 0.0]];
+        assert_eq!(row_drift(&trained, &initial), array![5.0, 0.0]);
     }
 
     #[test]
