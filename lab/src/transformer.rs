@@ -66,7 +66,7 @@ pub fn parameter_share(path: &Path) -> Result<()> {
     let groups: Vec<&str> = kinds.iter().map(|&(_, label)| label).collect();
     let axes = Axes {
         title: "Where the parameters sit",
-        x_label: "",
+        x_label: "kind of parameter",
         y_label: "share of the model's parameters (%)",
         log_y: false,
         log_x: false,
