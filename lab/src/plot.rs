@@ -1,7 +1,9 @@
-//! Drawing charts as SVG, from numbers a real run produced.
+//! Drawing charts as SVG, from numbers a real run produced, and diagrams
+//! from the code's own values (a model's shapes from its config).
 //!
 //! These helpers only draw: every caller passes measured data (a loss
-//! history, attention weights, token counts). Every chart has a white background, so it reads in the
+//! history, attention weights, token counts) or values computed by the
+//! book's code. Every chart has a white background, so it reads in the
 //! book's dark themes too, and round ticks: a linear axis writes all its
 //! ticks with the same number of decimals, a log axis puts them at 1, 2 and
 //! 5 times powers of 10. The SVG backend leaves text to the browser, so
@@ -726,6 +728,157 @@ pub fn scatter(path: &Path, axes: &Axes, groups: &[LabelledPoints]) -> Result<()
     draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// A diagram of boxes and arrows, drawn in pixels on a white SVG page:
+/// the frame of a figure that shows how something is built rather than
+/// what a run measured, in the charts' fonts and colours.
+pub struct Diagram<'a> {
+    root: DrawingArea<SVGBackend<'a>, Shift>,
+}
+
+/// The colour of a diagram's lines and arrows: a dark grey.
+const INK: RGBColor = RGBColor(60, 60, 60);
+
+/// A point of a [`Diagram`], in pixels from its top left corner.
+pub type Pixel = (i32, i32);
+
+impl<'a> Diagram<'a> {
+    /// A white page of `size` pixels with `title` centred at the top.
+    pub fn new(path: &'a Path, size: (u32, u32), title: &str) -> Result<Self> {
+        let root = SVGBackend::new(path, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let diagram = Diagram { root };
+        let font = ("sans-serif", 20).into_font();
+        let centre = (size.0 as i32 / 2, 16);
+        diagram.draw_text(title, centre, font, Pos::new(HPos::Center, VPos::Top))?;
+        Ok(diagram)
+    }
+
+    fn draw_text(&self, text: &str, at: Pixel, font: FontDesc, pos: Pos) -> Result<()> {
+        let style = font.into_text_style(&self.root).pos(pos);
+        self.root
+            .draw(&Text::new(text.to_string(), at, style))
+            .map_err(plot_err)
+    }
+
+    /// Writes `text` at `at` in 13-pixel type, placed by `pos` (centred
+    /// there, or its left end there, ...).
+    pub fn text(&self, text: &str, at: Pixel, pos: Pos) -> Result<()> {
+        self.draw_text(text, at, ("sans-serif", 13).into_font(), pos)
+    }
+
+    /// Writes `text` turned a quarter turn anticlockwise, centred at `at`:
+    /// the label of a vertical line.
+    pub fn text_up(&self, text: &str, at: Pixel) -> Result<()> {
+        let font = ("sans-serif", 13)
+            .into_font()
+            .transform(FontTransform::Rotate270);
+        self.draw_text(text, at, font, Pos::new(HPos::Center, VPos::Center))
+    }
+
+    /// A box centred at `centre`, `size` pixels, tinted and outlined in
+    /// `colour`, with `lines` of text centred in it: the first in bold.
+    pub fn boxed(
+        &self,
+        centre: Pixel,
+        size: (i32, i32),
+        lines: &[&str],
+        colour: RGBColor,
+    ) -> Result<()> {
+        let (x0, y0) = (centre.0 - size.0 / 2, centre.1 - size.1 / 2);
+        let corners = [(x0, y0), (x0 + size.0, y0 + size.1)];
+        self.root
+            .draw(&Rectangle::new(corners, colour.mix(0.12).filled()))
+            .map_err(plot_err)?;
+        self.root
+            .draw(&Rectangle::new(corners, colour.stroke_width(2)))
+            .map_err(plot_err)?;
+        let line_height = 18;
+        let first = centre.1 - (lines.len() as i32 - 1) * line_height / 2;
+        for (i, line) in lines.iter().enumerate() {
+            let font = if i == 0 {
+                ("sans-serif", 14, FontStyle::Bold).into_font()
+            } else {
+                ("sans-serif", 13).into_font()
+            };
+            let at = (centre.0, first + i as i32 * line_height);
+            self.draw_text(line, at, font, Pos::new(HPos::Center, VPos::Center))?;
+        }
+        Ok(())
+    }
+
+    /// A line through `points` with an arrowhead at the last one.
+    pub fn arrow(&self, points: &[Pixel]) -> Result<()> {
+        let [.., from, tip] = points else {
+            return Err(anyhow!("an arrow needs two points"));
+        };
+        let (dx, dy) = (f64::from(tip.0 - from.0), f64::from(tip.1 - from.1));
+        let length = dx.hypot(dy).max(1.0);
+        let (ux, uy) = (dx / length, dy / length);
+        let at = |along: f64, across: f64| {
+            (
+                tip.0 - (ux * along - uy * across).round() as i32,
+                tip.1 - (uy * along + ux * across).round() as i32,
+            )
+        };
+        let mut line = points.to_vec();
+        *line.last_mut().expect("two points") = at(8.0, 0.0);
+        self.root
+            .draw(&PathElement::new(line, INK.stroke_width(2)))
+            .map_err(plot_err)?;
+        let head = vec![*tip, at(10.0, 5.0), at(10.0, -5.0)];
+        self.root
+            .draw(&Polygon::new(head, INK.filled()))
+            .map_err(plot_err)
+    }
+
+    /// A dashed line through `points`, in `colour`.
+    pub fn dashed(&self, points: &[Pixel], colour: RGBColor) -> Result<()> {
+        let line = plotters::element::DashedPathElement::new(
+            points.to_vec(),
+            6,
+            4,
+            colour.stroke_width(2),
+        );
+        self.root.draw(&line).map_err(plot_err)
+    }
+
+    /// A dashed rectangle from `top_left` to `bottom_right`: a group of
+    /// boxes repeated as a whole.
+    pub fn group(&self, top_left: Pixel, bottom_right: Pixel, colour: RGBColor) -> Result<()> {
+        let (a, b) = (top_left, bottom_right);
+        self.dashed(&[a, (b.0, a.1), b, (a.0, b.1), a], colour)
+    }
+
+    /// A small circle with a plus in it at `centre`: two arrays added.
+    pub fn plus(&self, centre: Pixel) -> Result<()> {
+        self.root
+            .draw(&Circle::new(centre, 11, WHITE.filled()))
+            .map_err(plot_err)?;
+        self.root
+            .draw(&Circle::new(centre, 11, INK.stroke_width(2)))
+            .map_err(plot_err)?;
+        let (x, y) = centre;
+        for line in [[(x - 6, y), (x + 6, y)], [(x, y - 6), (x, y + 6)]] {
+            self.root
+                .draw(&PathElement::new(line.to_vec(), INK.stroke_width(2)))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    }
+
+    /// A dot at `centre`: where a line splits in two.
+    pub fn dot(&self, centre: Pixel) -> Result<()> {
+        self.root
+            .draw(&Circle::new(centre, 4, INK.filled()))
+            .map_err(plot_err)
+    }
+
+    /// Writes the SVG file.
+    pub fn finish(self) -> Result<()> {
+        self.root.present().map_err(plot_err)
+    }
 }
 
 #[cfg(test)]
