@@ -146,18 +146,19 @@ impl Scale {
     }
 
     /// A log axis over the values `lo..hi` (both positive), with ticks at
-    /// round numbers: the powers of 10 alone if there are five of them in
-    /// the range, else 1, 2 and 5 times the powers if that makes five, else
-    /// more steps between (0.8, 1, 2, 3, 4, 5, 6, 8 for a loss from 0.8 to
-    /// 8). An axis that spans two powers of 10 or more writes each tick as
-    /// it is (0.01, 0.1, 1, 10); a shorter one gives every tick the same
-    /// decimals (0.8, 1.0, 2.0).
+    /// round numbers: the densest of three sets that gives at most
+    /// [`MAX_TICKS`] ticks. 1, 2, 3, 4, 5, 6 and 8 times the powers of 10
+    /// suit a short range (0.8, 1, 2, ..., 8 for a loss from 0.8 to 8); 1, 2
+    /// and 5 times the powers a longer one (50, 100, 200, ..., 2000); the
+    /// powers alone one of many powers of 10 (0.01, 0.1, 1, 10, 100). An
+    /// axis that spans two powers of 10 or more writes each tick as it is
+    /// (0.01, 0.1, 1); a shorter one gives every tick the same decimals
+    /// (0.8, 1.0, 2.0).
     fn log(lo: f64, hi: f64) -> Scale {
-        let steps: [&[f64]; 4] = [
-            &[1.0],
-            &[1.0, 2.0, 5.0],
-            &[1.0, 2.0, 3.0, 5.0],
+        let steps: [&[f64]; 3] = [
             &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0],
+            &[1.0, 2.0, 5.0],
+            &[1.0],
         ];
         let (e0, e1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
         let ticks_of = |mantissas: &[f64]| -> Vec<f64> {
@@ -179,8 +180,8 @@ impl Scale {
         let chosen = steps
             .iter()
             .map(|m| ticks_of(m))
-            .find(|t| t.len() >= 5)
-            .unwrap_or_else(|| ticks_of(steps[3]));
+            .find(|t| t.len() <= MAX_TICKS)
+            .unwrap_or_else(|| ticks_of(steps[2]));
         if chosen.len() < 2 {
             // A range too short for two of those (1.1 to 1.9, say):
             // linear ticks on the values, placed on the log axis.
@@ -927,6 +928,11 @@ mod tests {
         assert_eq!(
             Scale::log(0.69, 8.9).labels(),
             ["0.8", "1.0", "2.0", "3.0", "4.0", "5.0", "6.0", "8.0"]
+        );
+        // Many powers of 10, too many for 1, 2 and 5: the powers alone.
+        assert_eq!(
+            Scale::log(0.0143, 600.0).labels(),
+            ["0.1", "1", "10", "100"]
         );
         // Narrower than any round steps: linear ticks on the log axis.
         let narrow = Scale::log(1.01, 1.3);
