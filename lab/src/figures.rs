@@ -62,6 +62,11 @@ pub fn all() -> Vec<Figure> {
             draw: crate::attention::attention_cost,
         },
         Figure {
+            file: "transformer-architecture.svg",
+            what: "chapter 4: the book model's architecture, boxes and arrows with the shapes its config gives",
+            draw: crate::transformer::architecture_figure,
+        },
+        Figure {
             file: "transformer-parameters.svg",
             what: "chapter 4: the share of parameters in embeddings, attention, MLP and LayerNorm, toy model to GPT-2 XL",
             draw: crate::transformer::parameter_share,

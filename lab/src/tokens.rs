@@ -275,7 +275,7 @@ pub fn languages(path: &Path) -> Result<()> {
     let groups: Vec<&str> = TRANSLATIONS.iter().map(|(language, _)| *language).collect();
     let axes = Axes {
         title: "The same two sentences, in tokens",
-        x_label: "",
+        x_label: "language",
         y_label: "tokens",
         log_y: false,
         log_x: false,
