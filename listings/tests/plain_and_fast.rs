@@ -1,18 +1,18 @@
 //! The plain versions written for reading agree with the fast ones the
-//! model runs: LayerNorm's backward pass to float rounding, the AdamW step
-//! and the whole training step to the bit.
+//! model runs: the backward passes of LayerNorm and attention to float
+//! rounding, the AdamW step and the whole training step to the bit.
 //!
 //! `cargo test -p listings --test plain_and_fast -- --nocapture` prints the
 //! largest differences found.
 
 use listings::model::{
-    Gpt, GptConfig, LayerNormParams, layernorm_backward, layernorm_backward_reference,
-    layernorm_forward,
+    Gpt, GptConfig, LayerNormParams, attention_backward, attention_backward_reference,
+    attention_forward, layernorm_backward, layernorm_backward_reference, layernorm_forward,
 };
 use listings::optim::{AdamW, AdamWConfig, Param};
 use listings::rng::{RngExt, randn, seeded};
 use listings::train::step::{TrainError, Trainer, step_reference};
-use ndarray::{Array2, Array3, ArrayRef, Dimension};
+use ndarray::{Array2, Array3, Array4, ArrayRef, Dimension};
 
 /// The largest `|a - b|`, and the largest `|a|`, over two arrays of one shape.
 fn largest_difference<D: Dimension>(a: &ArrayRef<f32, D>, b: &ArrayRef<f32, D>) -> (f32, f32) {
@@ -89,6 +89,29 @@ fn layernorm_backward_plain_and_fast_agree_to_rounding() {
             // add up the same numbers in different orders.
             assert!(diff <= 1e-5 * size.max(1.0), "{name}: {diff} of {size}");
         }
+    }
+}
+
+#[test]
+fn attention_backward_plain_and_fast_agree_to_rounding() {
+    // (B, T, nh, hs): the toy model's heads, GPT-2 small's, odd sizes.
+    for (b, t, n_head, hs) in [(4, 64, 4, 16), (1, 32, 12, 64), (3, 7, 2, 5), (1, 1, 1, 1)] {
+        let c = n_head * hs;
+        let mut rng = seeded((b * 1000 + t * 10 + c) as u64);
+        let qkv = randn((b, t, 3 * c), 1.0, &mut rng);
+        let dout = randn((b, t, c), 1.0, &mut rng);
+        let mut att = Array4::zeros((b, n_head, t, t));
+        attention_forward(&mut Array3::zeros((b, t, c)), &mut att, &qkv, n_head);
+        let mut fast = Array3::from_elem((b, t, 3 * c), f32::NAN); // overwritten
+        let mut datt = Array4::zeros((b, n_head, t, t));
+        attention_backward(&mut fast, &mut datt, &dout, &qkv, &att, n_head);
+        let plain = attention_backward_reference(&dout, &qkv, &att, n_head);
+        let (diff, size) = largest_difference(&fast, &plain);
+        println!(
+            "attention_backward (B, T, nh, hs) = ({b}, {t}, {n_head}, {hs}): \
+             largest difference {diff:.3e}, largest value {size:.3}"
+        );
+        assert!(diff <= 1e-5 * size.max(1.0), "{diff} of {size}");
     }
 }
 

@@ -43,8 +43,8 @@ pub mod layers;
 pub mod params;
 
 pub use attention::{
-    attention_backward, attention_forward, attention_head, attention_reference, causal_mask,
-    softmax,
+    attention_backward, attention_backward_reference, attention_forward, attention_head,
+    attention_reference, causal_mask, softmax,
 };
 pub use config::{
     ConfigError, GptConfig, ParameterBreakdown, count_parameters, parameter_breakdown,
