@@ -22,7 +22,11 @@ use lab::book_model::book_model_is_cached;
 
 /// Figures whose run takes about a second or less (measured in the test
 /// build, where `lab` and `listings` are optimised): redrawn every time.
-const QUICK: &[&str] = &["tokens-languages.svg", "transformer-parameters.svg"];
+const QUICK: &[&str] = &[
+    "tokens-languages.svg",
+    "transformer-parameters.svg",
+    "transformer-architecture.svg",
+];
 
 /// Figures drawn from the book's trained model. Once the model is cached,
 /// each is drawn in about 0.1 s; training it takes a minute or more.

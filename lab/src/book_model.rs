@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use listings::checkpoint;
 use listings::model::{Gpt, GptConfig};
+use listings::sample::{SampleConfig, sample_text};
 use listings::tokens::{TextTokenizer, book_tokenizer};
 use listings::train::batches::TokenData;
 use listings::train::run::{Event, HandlerResult, History, RunError, TrainConfig, run, split};
@@ -53,26 +54,75 @@ pub struct BookModel {
     pub history: History,
     /// The settings it was trained with.
     pub config: TrainConfig,
+    /// What it wrote at a few steps of its training, in step order.
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// The prompt the book model continues at a few steps of its training.
+pub const SNAPSHOT_PROMPT: &str = "Once upon a time";
+
+/// The evaluations at which the model stops to write: the steps of
+/// [`Snapshot`].
+pub const SNAPSHOT_STEPS: [usize; 5] = [0, 250, 500, 1000, 2000];
+
+/// How the snapshots are sampled: [`SampleConfig::default`] (nanoGPT's
+/// temperature 0.8 and 200 likeliest tokens, and its seed), as chapter 5's
+/// before-and-after samples are, so the first and last snapshots begin as
+/// those do. Sampling draws from a generator of its own, seeded afresh for
+/// each snapshot, and only reads the weights: the run's batches, weights
+/// and losses are the same with or without the snapshots.
+pub fn snapshot_sampling() -> SampleConfig {
+    SampleConfig {
+        max_new_tokens: 24,
+        ..SampleConfig::default()
+    }
+}
+
+/// What the book model wrote at one evaluation of its training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The step: the number of updates made before it.
+    pub step: usize,
+    /// The mean loss on the validation split at that step.
+    pub val_loss: f32,
+    /// [`SNAPSHOT_PROMPT`] and its continuation ([`snapshot_sampling`]).
+    pub text: String,
 }
 
 // ANCHOR: train_book_model
 /// Trains the book model on the corpus for `config.max_iters` steps,
-/// calling `on_event` at every step and evaluation.
+/// calling `on_event` at every step and evaluation. At the evaluations of
+/// [`SNAPSHOT_STEPS`] the model also continues [`SNAPSHOT_PROMPT`].
 pub fn train_book_model(
     config: &TrainConfig,
-    on_event: impl FnMut(&Event, &Trainer) -> HandlerResult,
+    mut on_event: impl FnMut(&Event, &Trainer) -> HandlerResult,
 ) -> Result<BookModel, RunError> {
     let tokenizer = TextTokenizer::Bpe(book_tokenizer().clone());
     let tokens = TokenData::from_text(&listings::corpus::corpus(), &tokenizer)?;
     let data = split(&tokens, config.block_size)?;
     let gpt = Gpt::new(book_model_config(), BOOK_MODEL_SEED).map_err(TrainError::from)?;
     let mut trainer = Trainer::new(gpt, config.adamw(), config.batch_size, config.block_size)?;
-    let history = run(&mut trainer, &data, config, on_event)?;
+    let mut snapshots = Vec::new();
+    let history = run(&mut trainer, &data, config, |event, trainer| {
+        if let Event::Eval { step, val_loss, .. } = *event
+            && SNAPSHOT_STEPS.contains(&step)
+        {
+            let (prompt, sampling) = (SNAPSHOT_PROMPT, snapshot_sampling());
+            let text = sample_text(trainer.gpt(), &tokenizer, prompt, &sampling)?;
+            snapshots.push(Snapshot {
+                step,
+                val_loss,
+                text,
+            });
+        }
+        on_event(event, trainer)
+    })?;
     Ok(BookModel {
         gpt: trainer.into_gpt(),
         tokenizer,
         history,
         config: *config,
+        snapshots,
     })
 }
 // ANCHOR_END: train_book_model
@@ -110,12 +160,12 @@ pub fn book_model_is_cached() -> bool {
     cache::enabled() && cache::cache_dir().join(book_model_cache_key()).is_file()
 }
 
-/// Writes a trained book model, its tokenizer and its history to `path`: a
-/// checkpoint, with the history in its metadata.
+/// Writes a trained book model, its tokenizer, its history and its
+/// snapshots to `path`: a checkpoint, with the rest in its metadata.
 pub fn save_book_model(model: &BookModel, path: &Path) -> anyhow::Result<()> {
     let h = &model.history;
     let join = |values: &mut dyn Iterator<Item = String>| values.collect::<Vec<_>>().join(" ");
-    let hparams = BTreeMap::from([
+    let mut hparams = BTreeMap::from([
         (
             "history.evals".to_string(),
             join(&mut h.evals.iter().map(|(s, t, v)| format!("{s}:{t}:{v}"))),
@@ -130,13 +180,25 @@ pub fn save_book_model(model: &BookModel, path: &Path) -> anyhow::Result<()> {
         ),
         ("history.step_ms".to_string(), h.step_ms.to_string()),
     ]);
+    for s in &model.snapshots {
+        hparams.insert(format!("{SNAPSHOT_KEY}{}", s.step), s.text.clone());
+        hparams.insert(
+            format!("{SNAPSHOT_LOSS_KEY}{}", s.step),
+            s.val_loss.to_string(),
+        );
+    }
     let step = h.losses.len() as u64;
     checkpoint::save(path, &model.gpt, &model.tokenizer, None, step, &hparams)?;
     Ok(())
 }
 
-/// Reads what [`save_book_model`] wrote: the same weights, tokenizer and
-/// history, to the bit. `config` is the training settings it was made with.
+/// The metadata key of a snapshot's text, before its step.
+const SNAPSHOT_KEY: &str = "snapshot.text.";
+/// The metadata key of a snapshot's validation loss, before its step.
+const SNAPSHOT_LOSS_KEY: &str = "snapshot.val_loss.";
+
+/// Reads what [`save_book_model`] wrote: the same weights, tokenizer,
+/// history and snapshots, to the bit. `config` is the training settings it was made with.
 pub fn load_book_model(path: &Path, config: TrainConfig) -> anyhow::Result<BookModel> {
     let ckpt = checkpoint::load(path)?;
     let field = |name: &str| {
@@ -167,11 +229,23 @@ pub fn load_book_model(path: &Path, config: TrainConfig) -> anyhow::Result<BookM
         lrs: numbers(field("history.lrs")?)?,
         step_ms: field("history.step_ms")?.parse()?,
     };
+    let mut snapshots = Vec::new();
+    for (key, text) in &ckpt.hparams {
+        if let Some(step) = key.strip_prefix(SNAPSHOT_KEY) {
+            snapshots.push(Snapshot {
+                step: step.parse()?,
+                val_loss: field(&format!("{SNAPSHOT_LOSS_KEY}{step}"))?.parse()?,
+                text: text.clone(),
+            });
+        }
+    }
+    snapshots.sort_by_key(|s| s.step);
     Ok(BookModel {
         gpt: ckpt.gpt,
         tokenizer: ckpt.tokenizer,
         history,
         config,
+        snapshots,
     })
 }
 

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use lab::book_model::{BookModel, load_book_model, save_book_model};
+use lab::book_model::{BookModel, Snapshot, load_book_model, save_book_model};
 use lab::cache::{cached_in, key};
 use listings::model::{Gpt, GptConfig};
 use listings::tokens::{CharVocab, TextTokenizer};
@@ -41,6 +41,23 @@ fn model() -> BookModel {
         tokenizer,
         history,
         config: TrainConfig::baby(),
+        snapshots: vec![
+            Snapshot {
+                step: 0,
+                val_loss: 2.0794418,
+                text: "Once \"upon\"\n\ta time \u{fffd} {}: \\".to_string(),
+            },
+            Snapshot {
+                step: 5,
+                val_loss: f32::MIN_POSITIVE / 3.0,
+                text: String::new(),
+            },
+            Snapshot {
+                step: 12, // after 5 in step order, before it as text
+                val_loss: 0.1 + 0.2,
+                text: "snapshot.text.3".to_string(),
+            },
+        ],
     }
 }
 
@@ -62,6 +79,7 @@ fn a_saved_book_model_loads_back_to_the_bit() {
     let back = load_book_model(&path, m.config).unwrap();
     assert_eq!(bits(&back), bits(&m));
     assert_eq!(back.history, m.history);
+    assert_eq!(back.snapshots, m.snapshots);
     assert_eq!(back.history.step_ms.to_bits(), m.history.step_ms.to_bits());
     assert_eq!(back.tokenizer.to_text(), m.tokenizer.to_text());
     assert_eq!(back.config, m.config);

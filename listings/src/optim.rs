@@ -206,6 +206,39 @@ impl AdamW {
         }
     }
     // ANCHOR_END: adamw_step
+
+    // ANCHOR: adamw_step_reference
+    /// [`AdamW::step`] written to be read: the formula one number at a time.
+    /// The model runs the fast version; a test checks that the two give the
+    /// same numbers, to the bit.
+    pub fn step_reference(&mut self, params: &mut [Param]) {
+        if self.m.is_empty() {
+            // Both running averages start at zero, one number per parameter.
+            self.m = params.iter().map(|p| vec![0.0; p.value.len()]).collect();
+            self.v = self.m.clone();
+        }
+        self.t += 1;
+        let t = self.t as i32;
+        let AdamWConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
+        for (i, p) in params.iter_mut().enumerate() {
+            let decay = if p.decay { weight_decay } else { 0.0 };
+            let averages = self.m[i].iter_mut().zip(self.v[i].iter_mut());
+            for ((w, &g), (m, v)) in p.value.iter_mut().zip(p.grad).zip(averages) {
+                *m = beta1 * *m + (1.0 - beta1) * g; // the running mean of g
+                *v = beta2 * *v + (1.0 - beta2) * g * g; // and of g²
+                let m_hat = *m / (1.0 - beta1.powi(t)); // both corrected for
+                let v_hat = *v / (1.0 - beta2.powi(t)); // starting at zero
+                *w = *w * (1.0 - lr * decay) - lr * m_hat / (v_hat.sqrt() + eps);
+            }
+        }
+    }
+    // ANCHOR_END: adamw_step_reference
 }
 
 // ANCHOR: cosine_lr

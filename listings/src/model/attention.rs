@@ -300,3 +300,44 @@ fn causal_softmax_backward(dp: &mut [f32], p: &[f32], i: usize) {
     future.fill(0.0);
 }
 // ANCHOR_END: causal_softmax_backward
+
+// ANCHOR: attention_backward_reference
+/// [`attention_backward`] written to be read: one sequence and one head at
+/// a time, the three steps back through attention as three pairs of lines.
+/// The model runs the fast version; a test checks that the two agree.
+///
+/// Shapes: `dout` `(B, T, C)`; `qkv` `(B, T, 3C)`; `att` `(B, nh, T, T)`,
+/// the weights the forward pass kept. Returns `dqkv`, `(B, T, 3C)`.
+pub fn attention_backward_reference(
+    dout: &ArrayRef3<f32>,
+    qkv: &ArrayRef3<f32>,
+    att: &ArrayRef4<f32>,
+    n_head: usize,
+) -> Array3<f32> {
+    let (b, t, c) = dout.dim();
+    let hs = c / n_head;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let mut dqkv = Array3::zeros((b, t, 3 * c));
+    for batch in 0..b {
+        for h in 0..n_head {
+            let (start, end) = (h * hs, (h + 1) * hs); // the head's channels
+            let [q, k, v] = [0, c, 2 * c].map(|at| s![batch, .., at + start..at + end]);
+            let p = att.slice(s![batch, h, .., ..]); // the weights, (T, T)
+            let dy = dout.slice(s![batch, .., start..end]); // (T, hs)
+            // Y = P·V
+            let dp = dy.dot(&qkv.slice(v).t()); // (T, T)
+            let dv = p.t().dot(&dy); // (T, hs)
+            // P = softmax(S), row by row; a masked weight is 0, so is its dS
+            let row_sums = (&p * &dp).sum_axis(Axis(1)); // Σ_k P_ik·dP_ik, (T)
+            let ds = Array2::from_shape_fn((t, t), |(i, j)| p[[i, j]] * (dp[[i, j]] - row_sums[i]));
+            // S = Q·Kᵀ/√hs
+            let dq = ds.dot(&qkv.slice(k)) * scale; // (T, hs)
+            let dk = ds.t().dot(&qkv.slice(q)) * scale; // (T, hs)
+            dqkv.slice_mut(q).assign(&dq);
+            dqkv.slice_mut(k).assign(&dk);
+            dqkv.slice_mut(v).assign(&dv);
+        }
+    }
+    dqkv
+}
+// ANCHOR_END: attention_backward_reference

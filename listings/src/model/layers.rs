@@ -10,7 +10,7 @@
 //!
 //! Shapes: `B` batch, `T` time, `C` channels, `OC` output channels, `V` vocabulary.
 
-use ndarray::{ArrayRef1, ArrayRef2, ArrayRef3, ArrayViewMut2, Zip};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayRef3, ArrayViewMut2, Zip, s};
 
 use super::params::{LayerNormParams, LinearParams};
 use crate::parallel::{
@@ -196,6 +196,41 @@ fn layernorm_row_backward(
     }
 }
 // ANCHOR_END: layernorm_backward
+
+// ANCHOR: layernorm_backward_reference
+/// [`layernorm_backward`] written to be read: one position at a time, and
+/// each part of the formula one line of array arithmetic. The model runs
+/// the fast version; a test checks that the two agree.
+///
+/// Shapes and what is added to are as in [`layernorm_backward`].
+pub fn layernorm_backward_reference(
+    dinp: &mut ArrayRef3<f32>,
+    dparams: &mut LayerNormParams,
+    dout: &ArrayRef3<f32>,
+    inp: &ArrayRef3<f32>,
+    params: &LayerNormParams,
+    mean: &ArrayRef2<f32>,
+    rstd: &ArrayRef2<f32>,
+) {
+    let (batch, time, _) = inp.dim();
+    for b in 0..batch {
+        for t in 0..time {
+            let x = inp.slice(s![b, t, ..]); // this position's input, (C)
+            let dy = dout.slice(s![b, t, ..]); // the gradient of its output, (C)
+            let rstd = rstd[[b, t]];
+            let xhat = x.mapv(|x| (x - mean[[b, t]]) * rstd); // the normalised input
+            let dxhat = &dy * &params.weight; // the gradient that reaches it
+            let mean_dxhat = dxhat.mean().expect("C > 0");
+            let mean_dxhat_xhat = (&dxhat * &xhat).mean().expect("C > 0");
+            let dx = (&dxhat - mean_dxhat - &xhat * mean_dxhat_xhat) * rstd;
+            let mut dinp_row = dinp.slice_mut(s![b, t, ..]);
+            dinp_row += &dx;
+            dparams.weight += &(&dy * &xhat);
+            dparams.bias += &dy;
+        }
+    }
+}
+// ANCHOR_END: layernorm_backward_reference
 
 // ANCHOR: matmul_forward
 /// A linear layer applied to every token: `out = inp · W + b`.

@@ -43,8 +43,8 @@ pub mod layers;
 pub mod params;
 
 pub use attention::{
-    attention_backward, attention_forward, attention_head, attention_reference, causal_mask,
-    softmax,
+    attention_backward, attention_backward_reference, attention_forward, attention_head,
+    attention_reference, causal_mask, softmax,
 };
 pub use config::{
     ConfigError, GptConfig, ParameterBreakdown, count_parameters, parameter_breakdown,
@@ -58,9 +58,9 @@ pub use gpt::{
 };
 pub use layers::{
     LAYERNORM_EPS, crossentropy_forward, crossentropy_softmax_backward, fast_exp, gelu,
-    gelu_backward, gelu_forward, gelu_grad, layernorm_backward, layernorm_forward, layernorm_row,
-    lm_head_backward, lm_head_forward, matmul_backward, matmul_forward, residual_backward,
-    residual_forward,
+    gelu_backward, gelu_forward, gelu_grad, layernorm_backward, layernorm_backward_reference,
+    layernorm_forward, layernorm_row, lm_head_backward, lm_head_forward, matmul_backward,
+    matmul_forward, residual_backward, residual_forward,
 };
 pub use params::{
     AttentionParams, BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams, MlpParams,

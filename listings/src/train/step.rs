@@ -220,26 +220,14 @@ impl Trainer {
         grad_clip: f32,
     ) -> Result<StepStats, TrainError> {
         let step = self.optimizer.t;
-        let diverged = |quantity, value| TrainError::Diverged {
-            step,
-            quantity,
-            value,
-            lr,
-        };
         let start = Instant::now();
-        let loss = self.evaluate(idx, targets)?;
-        if !loss.is_finite() {
-            return Err(diverged("loss", loss));
-        }
+        let loss = finite(self.evaluate(idx, targets)?, "loss", step, lr)?;
         let forward_done = Instant::now();
         self.grads.fill_zero();
         self.gpt
             .backward(&mut self.grads, &mut self.dacts, &self.acts);
         let backward_done = Instant::now();
-        let grad_norm = self.clip(grad_clip);
-        if !grad_norm.is_finite() {
-            return Err(diverged("gradient norm", grad_norm));
-        }
+        let grad_norm = finite(self.clip(grad_clip), "gradient norm", step, lr)?;
         self.update(lr);
         let times = StepTimes {
             forward: forward_done - start,
@@ -334,6 +322,67 @@ impl Trainer {
     /// [`Trainer::from_parts`].
     pub fn into_parts(self) -> (Gpt, AdamW) {
         (self.gpt, self.optimizer)
+    }
+}
+
+// ANCHOR: step_reference
+/// One training step written to be read: what [`Trainer::step`] does,
+/// without its speed-ups. It allocates every array it needs at each call
+/// and runs [`AdamW::step_reference`]; a test checks that it changes the
+/// parameters exactly as [`Trainer::step`] does.
+///
+/// `max_norm` is the clip (`f32::INFINITY`: none). Returns the batch's loss
+/// before the update and the gradients' norm before clipping. Shapes: `idx`
+/// and `targets` `(B, T)`.
+pub fn step_reference(
+    gpt: &mut Gpt,
+    optimizer: &mut AdamW,
+    idx: &ArrayRef2<u32>,
+    targets: &ArrayRef2<u32>,
+    lr: f32,
+    max_norm: f32,
+) -> Result<(f32, f32), TrainError> {
+    let config = *gpt.config();
+    let ((b, t), step) = (idx.dim(), optimizer.t);
+    // 1. The forward pass, keeping every activation, and the loss.
+    let mut acts = Activations::new(&config, b, t);
+    let loss = gpt.forward_with(&mut acts, idx, Some(targets))?;
+    let loss = finite(loss.expect("targets were given"), "loss", step, lr)?;
+    // 2. The backward pass, into gradients that start at zero.
+    let mut grads = GptParams::zeros(&config);
+    let mut dacts = ActivationGrads::new(&config, b, t);
+    gpt.backward(&mut grads, &mut dacts, &acts);
+    // 3. Clip all the gradients together to a global norm.
+    let mut all_grads: Vec<&mut [f32]> = grads.slices_mut().map(|(g, _)| g).collect();
+    let norm = clip_grad_norm(&mut all_grads, max_norm);
+    let norm = finite(norm, "gradient norm", step, lr)?;
+    // 4. One AdamW step; weight decay for the tensors with two axes only.
+    optimizer.config.lr = lr;
+    let pairs = gpt.params_mut().slices_mut().zip(grads.slices());
+    let mut params: Vec<Param> = pairs
+        .map(|((value, ndim), (grad, _))| Param {
+            value,
+            grad,
+            decay: ndim >= 2,
+        })
+        .collect();
+    optimizer.step_reference(&mut params);
+    Ok((loss, norm))
+}
+// ANCHOR_END: step_reference
+
+/// `value` if it is a finite number; if not, training has diverged at
+/// `step` ([`TrainError::Diverged`]).
+fn finite(value: f32, quantity: &'static str, step: u64, lr: f32) -> Result<f32, TrainError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(TrainError::Diverged {
+            step,
+            quantity,
+            value,
+            lr,
+        })
     }
 }
 
