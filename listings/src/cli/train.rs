@@ -309,28 +309,16 @@ pub fn train(args: &TrainArgs, given: &BTreeSet<String>) -> Result<()> {
                     );
                 }
             }
-            let tokens = TokenData::from_text(text, &tokenizer)?;
-            let data = split(&tokens, cfg.block_size)?;
+            // The text is split before the model is allocated: a text too
+            // short for the settings is refused first.
+            let prepared = Prepared::new(text, cfg, tokenizer)?;
             check_memory(&model, &cfg, false)?;
             let gpt = Gpt::new(model, cfg.seed)?;
             let trainer = Trainer::new(gpt, cfg.adamw(), cfg.batch_size, cfg.block_size)?;
-            let prepared = Prepared {
-                cfg,
-                tokens,
-                data,
-                tokenizer,
-            };
             return train_loop(args, prepared, trainer, &fingerprint, None);
         }
     };
-    let tokens = TokenData::from_text(text, &tokenizer)?;
-    let data = split(&tokens, cfg.block_size)?;
-    let prepared = Prepared {
-        cfg,
-        tokens,
-        data,
-        tokenizer,
-    };
+    let prepared = Prepared::new(text, cfg, tokenizer)?;
     train_loop(args, prepared, trainer, &fingerprint, Some(best_before))
 }
 
@@ -524,6 +512,21 @@ struct Prepared {
     tokens: TokenData,
     data: listings::train::batches::Split,
     tokenizer: TextTokenizer,
+}
+
+impl Prepared {
+    /// The text tokenized and split for `cfg`, checked to hold a window of
+    /// `block_size + 1` tokens in each split.
+    fn new(text: &str, cfg: TrainConfig, tokenizer: TextTokenizer) -> Result<Self> {
+        let tokens = TokenData::from_text(text, &tokenizer)?;
+        let data = split(&tokens, cfg.block_size)?;
+        Ok(Prepared {
+            cfg,
+            tokens,
+            data,
+            tokenizer,
+        })
+    }
 }
 
 /// Trains, saving each improvement; `previous` is `Some` when resuming,
