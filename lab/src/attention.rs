@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::Result;
 use ndarray::{Array2, Array3, Array4, ArrayRef2, Axis, concatenate, s};
 
-use crate::plot::{Axes, Series, heatmap, line_chart_with_legend};
+use crate::plot::{Axes, HeatmapAxes, Series, heatmap_with_axes, line_chart_with_legend};
 use listings::model::{
     Activations, Gpt, GptConfig, LinearParams, ModelError, attention_backward, attention_forward,
     crossentropy_forward, crossentropy_softmax_backward, encoder_backward, encoder_forward,
@@ -631,7 +631,13 @@ fn book_head_map(path: &Path, layer: usize, head: usize) -> Result<()> {
     let labels = token_labels(&book.tokenizer, &ids);
     let title = format!("Block {layer}, head {head}: attention weights");
     let weights = maps[layer].index_axis(Axis(0), head);
-    heatmap(path, &title, &weights, &labels, &labels)
+    let axes = HeatmapAxes {
+        title: &title,
+        x_label: "token attended to",
+        y_label: "token attending",
+        scale_label: "attention weight",
+    };
+    heatmap_with_axes(path, &axes, &weights, &labels, &labels)
 }
 
 /// Figure: block 0, head 0 of the book model on [`MAP_SENTENCE`].

@@ -326,9 +326,13 @@ pub fn positions_figure(path: &Path) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let lo = similarity.fold(f32::INFINITY, |m, &v| m.min(v));
-    let title = format!("Cosine similarity between learned positions (white {lo:.2}, dark 1)");
-    crate::plot::heatmap(path, &title, &similarity.view(), &labels, &labels)
+    let axes = crate::plot::HeatmapAxes {
+        title: "Cosine similarity between the learned positions",
+        x_label: "position",
+        y_label: "position",
+        scale_label: "cosine similarity",
+    };
+    crate::plot::heatmap_with_axes(path, &axes, &similarity.view(), &labels, &labels)
 }
 
 #[cfg(test)]
