@@ -330,9 +330,9 @@ struct OptimizerJson {
 }
 
 /// A tensor to write: F32 values with a shape.
-struct F32Tensor<'a> {
-    shape: Vec<usize>,
-    values: Cow<'a, [f32]>,
+pub(crate) struct F32Tensor<'a> {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) values: Cow<'a, [f32]>,
 }
 
 // ANCHOR: save
@@ -389,7 +389,7 @@ pub fn save(
 /// Written here rather than with the `safetensors` crate's `serialize`,
 /// whose metadata is a `HashMap`: its random order would make two saves of
 /// the same model differ. Here the same model gives the same bytes.
-fn write_safetensors(
+pub(crate) fn write_safetensors(
     out: &mut impl Write,
     tensors: &[(String, F32Tensor)],
     metadata: &BTreeMap<String, String>,
@@ -523,7 +523,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// folder (a rename is only atomic within one file system), flush it to the
 /// disk, rename it over `path`, then flush the folder so the rename itself
 /// survives a power cut.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<fs::File>) -> io::Result<()>,
 ) -> io::Result<()> {

@@ -642,3 +642,250 @@ fn an_unwritten_gradient_entry_is_caught() {
     assert!(err > TOLERANCE, "the check missed a NaN estimate");
     assert_eq!(cmp.worst.0, 3, "the report names the wrong entry");
 }
+
+// ------------------------------------------------------------ fine-tuning
+
+use listings::finetune::classify::{
+    ClassifierHead, classify_backward, classify_forward, classify_loss,
+};
+use listings::finetune::dpo::dpo_objective;
+use listings::finetune::lora::{Lora, LoraConfig, LoraLayer, lora_backward, lora_forward};
+use listings::finetune::loss::{token_nll, weighted_nll, weighted_nll_backward};
+
+#[test]
+fn lora_layer() {
+    let (n, c, oc, r, scale) = (5, 6, 9, 3, 2.0);
+    let x = rand((n, c), 1.0, 1);
+    let base = LinearParams {
+        weight: rand((c, oc), 1.0, 2),
+        bias: rand(oc, 1.0, 3),
+    };
+    let lora = LoraLayer {
+        a: rand((r, c), 1.0, 4),
+        b: rand((oc, r), 1.0, 5), // not zero, so that A's gradient is not zero
+    };
+    let w = rand((n, oc), 1.0, 6);
+    let forward = |x: &ndarray::ArrayRef2<f32>, lora: &LoraLayer| {
+        weighted(&w, &lora_forward(x, &base, lora, scale).0)
+    };
+    let (_, u) = lora_forward(&x, &base, &lora, scale);
+    let mut dlora = lora.zeros_like();
+    let dx = lora_backward(&mut dlora, &w, &x, &u, &base, &lora, scale);
+    let c1 = compare(flat_mut(&mut x.clone()), flat(&dx), ALL, |p| {
+        forward(&view(p, &x), &lora)
+    });
+    assert_grad("lora", "x", c1);
+    let c2 = compare(flat_mut(&mut lora.a.clone()), flat(&dlora.a), ALL, |p| {
+        let l = LoraLayer {
+            a: view(p, &lora.a).to_owned(),
+            b: lora.b.clone(),
+        };
+        forward(&x, &l)
+    });
+    assert_grad("lora", "A", c2);
+    let c3 = compare(flat_mut(&mut lora.b.clone()), flat(&dlora.b), ALL, |p| {
+        let l = LoraLayer {
+            a: lora.a.clone(),
+            b: view(p, &lora.b).to_owned(),
+        };
+        forward(&x, &l)
+    });
+    assert_grad("lora", "B", c3);
+
+    // The model's route: the gradient of the merged weight, xᵀ·dy, turned
+    // into A's and B's, gives the same numbers.
+    let dw = x.t().dot(&w);
+    let mut from_merged = lora.zeros_like();
+    lora.grads_from_merged(&dw, scale, &mut from_merged);
+    for (a, b) in [(&from_merged.a, &dlora.a), (&from_merged.b, &dlora.b)] {
+        let diff = (a - b).mapv(f32::abs).fold(0.0_f32, |m, &d| m.max(d));
+        assert!(diff < 1e-4, "merged route differs by {diff}");
+    }
+}
+
+#[test]
+fn weighted_token_loss() {
+    let (b, t, v) = (2, 3, 7);
+    let logits = rand((b, t, v), 2.0, 1);
+    let targets = ndarray::array![[0_u32, 6, 3], [3, 3, 1]];
+    // A response-only mask on row 0, a negative weight on row 1.
+    let weights = ndarray::array![[0.0_f32, 0.5, 0.5], [0.25, 0.0, -0.3]];
+    let mut dlogits = Array3::from_elem((b, t, v), f32::NAN);
+    weighted_nll_backward(&mut dlogits, &logits, &targets, &weights);
+    let cmp = compare(flat_mut(&mut logits.clone()), flat(&dlogits), ALL, |x| {
+        let nll = token_nll(&view(x, &logits), &targets);
+        f64::from(weighted_nll(&nll, &weights))
+    });
+    assert_grad("weighted nll", "logits", cmp);
+    assert!(
+        dlogits
+            .slice(ndarray::s![0, 0, ..])
+            .iter()
+            .all(|&d| d == 0.0)
+    );
+}
+
+#[test]
+fn classifier_head() {
+    let (b, t, c, k) = (3, 4, 5, 3);
+    let h = rand((b, t, c), 1.0, 1);
+    let head = ClassifierHead {
+        weight: rand((c, k), 1.0, 2),
+        bias: rand(k, 1.0, 3),
+    };
+    let (positions, labels) = ([3, 0, 2], [2, 0, 1]);
+    let loss = |h: &ndarray::ArrayRef3<f32>, head: &ClassifierHead| {
+        f64::from(classify_loss(&classify_forward(h, &positions, head), &labels).0)
+    };
+    let (_, dscores) = classify_loss(&classify_forward(&h, &positions, &head), &labels);
+    let mut dh = Array3::zeros((b, t, c));
+    let mut dhead = head.zeros_like();
+    classify_backward(&mut dh, &mut dhead, &dscores, &h, &positions, &head);
+    let c1 = compare(flat_mut(&mut h.clone()), flat(&dh), ALL, |p| {
+        loss(&view(p, &h), &head)
+    });
+    assert_grad("classifier", "h", c1);
+    let c2 = compare(
+        flat_mut(&mut head.weight.clone()),
+        flat(&dhead.weight),
+        ALL,
+        |p| {
+            let hd = ClassifierHead {
+                weight: view(p, &head.weight).to_owned(),
+                bias: head.bias.clone(),
+            };
+            loss(&h, &hd)
+        },
+    );
+    assert_grad("classifier", "weight", c2);
+    let c3 = compare(
+        flat_mut(&mut head.bias.clone()),
+        flat(&dhead.bias),
+        ALL,
+        |p| {
+            let hd = ClassifierHead {
+                weight: head.weight.clone(),
+                bias: view(p, &head.bias).to_owned(),
+            };
+            loss(&h, &hd)
+        },
+    );
+    assert_grad("classifier", "bias", c3);
+}
+
+/// A batch for the fine-tuning checks on the tiny model: 4 rows (two
+/// preference pairs), their targets and a mask of the "response" positions.
+fn pairs_batch() -> (Array2<u32>, Array2<u32>, Array2<f32>) {
+    let (b, t) = (4, tiny().block_size);
+    let mut rng = seeded(11);
+    let mut tokens = || Array2::from_shape_simple_fn((b, t), || rng.random_range(0..11_u32));
+    let (idx, targets) = (tokens(), tokens());
+    let mask = Array2::from_shape_fn((b, t), |(row, pos)| f32::from(u8::from(pos >= 2 + row % 2)));
+    (idx, targets, mask)
+}
+
+#[test]
+fn dpo_through_the_whole_model() {
+    let config = tiny();
+    let (idx, targets, mask) = pairs_batch();
+    let (b, t) = idx.dim();
+    let nll_of = |p: &GptParams| {
+        let gpt = Gpt::from_params(config, p.clone()).expect("shapes fit");
+        let mut acts = Activations::new(&config, b, t);
+        gpt.forward_with(&mut acts, &idx, None)
+            .expect("valid input");
+        (token_nll(&acts.logits, &targets), acts)
+    };
+    // The reference is another model, so that the margin is not zero.
+    let (ref_nll, _) = nll_of(&random_params(&config, 8));
+    let reference = listings::finetune::dpo::sequence_logprobs(&ref_nll, &mask);
+    let beta = 0.5;
+    let params = random_params(&config, 5);
+    let (nll, acts) = nll_of(&params);
+    let (stats, weights) = dpo_objective(&nll, &mask, &reference, beta);
+    assert!(stats.margin.abs() > 0.1, "margin {}", stats.margin);
+    let gpt = Gpt::from_params(config, params.clone()).expect("shapes fit");
+    let mut dacts = ActivationGrads::new(&config, b, t);
+    weighted_nll_backward(&mut dacts.dlogits, &acts.logits, &targets, &weights);
+    let mut grads = GptParams::zeros(&config);
+    gpt.backward_from_logits(&mut grads, &mut dacts, &acts);
+    let loss =
+        |p: &GptParams| f64::from(dpo_objective(&nll_of(p).0, &mask, &reference, beta).0.loss);
+    let (err, name) = check_params("dpo", &params, &grads, |_| true, SAMPLES, loss);
+    println!("dpo            all tensors            max rel err {err:9.2e} (in {name})");
+    assert!(err < TOLERANCE, "{name}: max relative error {err:.2e}");
+}
+
+#[test]
+fn lora_through_the_whole_model() {
+    let config = tiny();
+    let (idx, targets, _) = pairs_batch();
+    let (b, t) = idx.dim();
+    let base = random_params(&config, 5);
+    let lora_config = LoraConfig {
+        r: 2,
+        alpha: 4.0,
+        target_modules: vec!["c_attn".into(), "c_fc".into()],
+    };
+    let mut lora = Lora::new(&config, lora_config, 1).expect("valid config");
+    for (k, l) in lora.layers.iter_mut().enumerate() {
+        // Small, as trained adapters are: with large ones a step of H in one
+        // entry of A moves a whole row of the weight, and the finite
+        // differences see the curvature, not the slope.
+        l.lora.b = rand(l.lora.b.raw_dim(), 0.1, 20 + k as u64);
+    }
+    let loss_of = |lora: &Lora| {
+        let gpt = Gpt::from_params(config, lora.merged(&base)).expect("shapes fit");
+        let mut acts = Activations::new(&config, b, t);
+        gpt.forward_with(&mut acts, &idx, Some(&targets))
+            .expect("valid input");
+        acts.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / (b * t) as f64
+    };
+    let gpt = Gpt::from_params(config, lora.merged(&base)).expect("shapes fit");
+    let mut acts = Activations::new(&config, b, t);
+    gpt.forward_with(&mut acts, &idx, Some(&targets))
+        .expect("valid input");
+    let mut grads = GptParams::zeros(&config);
+    gpt.backward(&mut grads, &mut ActivationGrads::new(&config, b, t), &acts);
+    let mut dlora = lora.zeros_like();
+    lora.grads_from_merged(&grads, &mut dlora);
+    for k in 0..lora.layers.len() {
+        for which in ["A", "B"] {
+            let pick = |l: &mut Lora| -> Array2<f32> {
+                let layer = &l.layers[k].lora;
+                if which == "A" {
+                    layer.a.clone()
+                } else {
+                    layer.b.clone()
+                }
+            };
+            let value = pick(&mut lora.clone());
+            let analytic = pick(&mut dlora.clone());
+            let cmp = compare(
+                &mut value.as_slice().expect("contiguous").to_vec(),
+                flat(&analytic),
+                ALL,
+                |p| {
+                    let mut l = lora.clone();
+                    let layer = &mut l.layers[k].lora;
+                    let target = if which == "A" {
+                        &mut layer.a
+                    } else {
+                        &mut layer.b
+                    };
+                    target
+                        .as_slice_mut()
+                        .expect("contiguous")
+                        .copy_from_slice(p);
+                    loss_of(&l)
+                },
+            );
+            let name = format!(
+                "h.{}.{}.{which}",
+                lora.layers[k].block,
+                lora.layers[k].module.name()
+            );
+            assert_grad("lora model", &name, cmp);
+        }
+    }
+}

@@ -532,10 +532,11 @@ impl Gpt {
     /// both its gradients, and lets several batches be summed).
     ///
     /// It runs the layers' backward passes in the reverse order of the
-    /// forward pass, reading the activations it kept: the loss and the
-    /// logits, `lm_head`, `ln_f`, the blocks from last to first, and the
-    /// embeddings. `dacts` is working space, reallocated only if the batch
-    /// shape changed.
+    /// forward pass, reading the activations it kept, in three steps: the
+    /// loss and the logits here, then `lm_head` ([`Gpt::backward_from_logits`]),
+    /// then `ln_f`, the blocks from last to first, and the embeddings
+    /// ([`Gpt::backward_from_hidden`]). `dacts` is working space, reallocated
+    /// only if the batch shape changed.
     ///
     /// # Panics
     ///
@@ -560,18 +561,48 @@ impl Gpt {
             acts.loss.is_some(),
             "backward needs a forward pass with targets: there is no loss to differentiate"
         );
-        assert_eq!(
-            grads.h.len(),
-            self.config.n_layer,
-            "grads has the wrong number of blocks"
-        );
         let (b, t) = acts.shape();
         if dacts.shape() != (b, t) || dacts.block.datt.dim().1 != self.config.n_head {
             *dacts = ActivationGrads::new(&self.config, b, t);
         }
+        crossentropy_softmax_backward(&mut dacts.dlogits, &acts.logits, &acts.targets); // (B, T, V)
+        self.backward_from_logits(grads, dacts, acts);
+    }
+
+    /// The backward pass from a gradient of the logits that the caller wrote
+    /// into `dacts.dlogits`: any loss computed from the logits (chapter 6
+    /// trains with several) enters the model here. The rest is as
+    /// [`Gpt::backward`].
+    pub fn backward_from_logits(
+        &self,
+        grads: &mut GptParams,
+        dacts: &mut ActivationGrads,
+        acts: &Activations,
+    ) {
+        self.check_grads(grads, dacts, acts);
+        let g = &mut *dacts;
+        lm_head_backward(
+            &mut g.dlnf,
+            &mut grads.wte,
+            &g.dlogits,
+            &acts.lnf,
+            &self.params.wte,
+        ); // -> (B, T, C)
+        self.backward_from_hidden(grads, dacts, acts);
+    }
+
+    /// The backward pass from a gradient of `ln_f`'s output that the caller
+    /// wrote into `dacts.dlnf`: a head of another kind than `lm_head` (a
+    /// classifier, chapter 6) enters the model here. It runs `ln_f`, the
+    /// blocks from last to first and the embeddings.
+    pub fn backward_from_hidden(
+        &self,
+        grads: &mut GptParams,
+        dacts: &mut ActivationGrads,
+        acts: &Activations,
+    ) {
+        self.check_grads(grads, dacts, acts);
         let (p, g, nh) = (&self.params, &mut *dacts, self.config.n_head);
-        crossentropy_softmax_backward(&mut g.dlogits, &acts.logits, &acts.targets); // (B, T, V)
-        lm_head_backward(&mut g.dlnf, &mut grads.wte, &g.dlogits, &acts.lnf, &p.wte); // -> (B, T, C)
         let (mean, rstd, x) = (&acts.lnf_mean, &acts.lnf_rstd, acts.last_residual());
         let dx = &mut g.dresidual; // (B, T, C), walked back through the blocks
         dx.fill(0.0);
@@ -587,6 +618,21 @@ impl Gpt {
         encoder_backward(&mut grads.wte, &mut grads.wpe, dx, &acts.inputs); // -> wte, wpe
     }
     // ANCHOR_END: backward
+
+    /// Panics unless `grads` has this model's blocks and `dacts` the batch
+    /// shape of `acts` (the caller sized them: they hold its gradient).
+    fn check_grads(&self, grads: &GptParams, dacts: &ActivationGrads, acts: &Activations) {
+        assert_eq!(
+            grads.h.len(),
+            self.config.n_layer,
+            "grads has the wrong number of blocks"
+        );
+        assert_eq!(
+            (dacts.shape(), dacts.block.datt.dim().1),
+            (acts.shape(), self.config.n_head),
+            "dacts is not sized for this batch: make it with ActivationGrads::new"
+        );
+    }
 
     // ANCHOR: check_input
     /// Checks a batch before it reaches the arrays: not empty, not longer

@@ -373,7 +373,12 @@ pub fn step_reference(
 
 /// `value` if it is a finite number; if not, training has diverged at
 /// `step` ([`TrainError::Diverged`]).
-fn finite(value: f32, quantity: &'static str, step: u64, lr: f32) -> Result<f32, TrainError> {
+pub(crate) fn finite(
+    value: f32,
+    quantity: &'static str,
+    step: u64,
+    lr: f32,
+) -> Result<f32, TrainError> {
     if value.is_finite() {
         Ok(value)
     } else {
