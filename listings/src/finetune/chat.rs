@@ -258,8 +258,19 @@ pub struct LmBatch {
 
 /// Packs examples into one batch, `T` = the longest example's length - 1.
 /// Position `t` predicts token `t + 1`; it counts if that token is the
-/// response's (or, with [`LossOn::All`], any real token).
+/// response's (or, with [`LossOn::All`], any real token). The weights are
+/// `1 / n` on the `n` counted positions: the loss is their mean.
 pub fn lm_batch(examples: &[&Encoded], loss_on: LossOn, pad: u32) -> LmBatch {
+    let mut batch = pack(examples, loss_on, pad);
+    let n = batch.weights.sum();
+    if n > 0.0 {
+        batch.weights /= n;
+    }
+    batch
+}
+
+/// [`lm_batch`] with weight 1 on every counted position (a mask).
+pub fn pack(examples: &[&Encoded], loss_on: LossOn, pad: u32) -> LmBatch {
     let t = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1) - 1;
     let b = examples.len();
     let mut idx = Array2::from_elem((b, t), pad);
@@ -277,10 +288,6 @@ pub fn lm_batch(examples: &[&Encoded], loss_on: LossOn, pad: u32) -> LmBatch {
                 weights[[row, pos]] = 1.0;
             }
         }
-    }
-    let n = weights.sum();
-    if n > 0.0 {
-        weights /= n;
     }
     LmBatch {
         idx,

@@ -10,6 +10,7 @@
 //! | [`dpo`] | preference tuning: the DPO loss and its gradient |
 //! | [`classify`] | a classifier head on one position of the last hidden state |
 //! | [`peft`] | adapters saved and loaded in Hugging Face PEFT's format |
+//! | [`run`] | instruction-tuning and DPO runs over shuffled examples |
 //! | [`tuner`] | one fine-tuning step for any [`tuner::Method`] |
 //!
 //! Shapes in comments: `B` batch, `T` time, `C` channels, `V` vocabulary,
@@ -21,4 +22,5 @@ pub mod dpo;
 pub mod lora;
 pub mod loss;
 pub mod peft;
+pub mod run;
 pub mod tuner;
