@@ -215,3 +215,57 @@ pub fn mean_loss(
     }
     Ok((sum / count.max(1.0)) as f32)
 }
+
+// ANCHOR: answer
+/// What a model answered to one prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The response's text, without the end-of-turn token.
+    pub text: String,
+    /// Whether the model ended its turn (wrote the end-of-turn token)
+    /// within the token budget.
+    pub stopped: bool,
+}
+
+/// The model's greedy answer to `prompt` in the chat template: the likeliest
+/// token each time, until the end-of-turn token or `max_tokens` tokens.
+pub fn answer(
+    gpt: &Gpt,
+    tokenizer: &crate::tokens::TextTokenizer,
+    prompt: &str,
+    max_tokens: usize,
+) -> Result<Answer, super::chat::DataError> {
+    let eot = super::chat::end_of_turn(tokenizer)?;
+    let encode_error = |e: crate::tokens::TokenizerError| super::chat::DataError::Encode {
+        record: 1,
+        message: e.to_string(),
+    };
+    let mut ids = tokenizer.encode(&super::chat::prompt_text(prompt)).map_err(encode_error)?;
+    let start = ids.len();
+    let block = gpt.config().block_size;
+    let mut stopped = false;
+    for _ in 0..max_tokens {
+        let window = &ids[ids.len().saturating_sub(block)..];
+        let idx = ndarray::Array2::from_shape_vec((1, window.len()), window.to_vec())
+            .expect("one row of the window's length");
+        let (logits, _) = gpt.forward(&idx, None).map_err(|e| super::chat::DataError::Encode {
+            record: 1,
+            message: e.to_string(),
+        })?;
+        let last = logits.slice(ndarray::s![0, -1, ..]);
+        let next = (last.iter().enumerate())
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best })
+            .0 as u32;
+        if next == eot {
+            stopped = true;
+            break;
+        }
+        ids.push(next);
+    }
+    let text = tokenizer.decode_lossy(&ids[start..]);
+    Ok(Answer {
+        text: text.strip_prefix(' ').unwrap_or(&text).to_string(),
+        stopped,
+    })
+}
+// ANCHOR_END: answer
