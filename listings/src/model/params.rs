@@ -119,7 +119,8 @@ impl LinearParams {
 
 // ANCHOR: init
 impl GptParams {
-    /// GPT-2's initialisation, drawn from a ChaCha8 generator seeded with `seed`.
+    /// nanoGPT's initialisation (the GPT-2 paper only says residual weights are
+    /// scaled by 1/√N), drawn from a ChaCha8 generator seeded with `seed`.
     ///
     /// Weights and embeddings are normal with standard deviation 0.02, biases
     /// 0, LayerNorms the identity (weight 1, bias 0). The two projections that
