@@ -14,6 +14,7 @@
 //! | [`attention`] | one shared matrix for queries and keys against two, attention maps, the quadratic cost | 3 |
 //! | [`transformer`] | where the parameters are, toy model to GPT-2 XL | 4 |
 //! | [`training`] | optimisers compared, the schedule, overfitting, the loss curve | 5 |
+//! | [`finetuning`] | instruction data from the world's towns, tuning runs, answers scored | 6 |
 //! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
 //! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |
 //! | [`plot`] | line, bar, heat-map and scatter charts as SVG | all |
@@ -26,6 +27,7 @@ pub mod book_model;
 pub mod cache;
 pub mod embeddings;
 pub mod figures;
+pub mod finetuning;
 pub mod plot;
 pub mod tokens;
 pub mod training;
