@@ -240,7 +240,9 @@ pub fn answer(
         record: 1,
         message: e.to_string(),
     };
-    let mut ids = tokenizer.encode(&super::chat::prompt_text(prompt)).map_err(encode_error)?;
+    let mut ids = tokenizer
+        .encode(&super::chat::prompt_text(prompt))
+        .map_err(encode_error)?;
     let start = ids.len();
     let block = gpt.config().block_size;
     let mut stopped = false;
@@ -248,13 +250,17 @@ pub fn answer(
         let window = &ids[ids.len().saturating_sub(block)..];
         let idx = ndarray::Array2::from_shape_vec((1, window.len()), window.to_vec())
             .expect("one row of the window's length");
-        let (logits, _) = gpt.forward(&idx, None).map_err(|e| super::chat::DataError::Encode {
-            record: 1,
-            message: e.to_string(),
-        })?;
+        let (logits, _) = gpt
+            .forward(&idx, None)
+            .map_err(|e| super::chat::DataError::Encode {
+                record: 1,
+                message: e.to_string(),
+            })?;
         let last = logits.slice(ndarray::s![0, -1, ..]);
         let next = (last.iter().enumerate())
-            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best })
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 { (i, l) } else { best }
+            })
             .0 as u32;
         if next == eot {
             stopped = true;
