@@ -857,3 +857,41 @@ fn ctrl_c_stops_between_steps_and_writes_nothing() {
         ["base.safetensors", "chat.jsonl", "pref.jsonl"]
     );
 }
+
+#[test]
+fn temporary_folders_of_a_killed_save_are_removed_and_merge_lora_keeps_out() {
+    let setup = Setup::new();
+    // As a run killed while saving leaves it: `.NAME.PID.tmp`, from a
+    // process that no longer runs (no pid is that large on Linux).
+    let stale = setup.path(".adapter.4194999999.tmp");
+    fs::create_dir(&stale).unwrap();
+    fs::write(stale.join(WEIGHTS_FILE), vec![0u8; 512]).unwrap();
+    let adapter = setup.path("adapter");
+    let stdout = ran(&setup.finetune(&setup.chat, "lora", &adapter, &[]));
+    assert!(
+        stdout.contains("removed .adapter.4194999999.tmp (512 bytes), left by an interrupted save"),
+        "{stdout}"
+    );
+    assert_eq!(
+        setup.names(),
+        ["adapter", "base.safetensors", "chat.jsonl", "pref.jsonl"]
+    );
+    // merge-lora keeps an existing checkpoint without --overwrite.
+    let merged = setup.path("merged.safetensors");
+    fs::copy(&setup.base, &merged).unwrap();
+    let stderr = refused(&listings(&[
+        "merge-lora",
+        "--base",
+        s(&setup.base),
+        "--adapter",
+        s(&adapter),
+        "--out",
+        s(&merged),
+    ]));
+    assert!(
+        stderr.contains("already holds a checkpoint (step 100, model 2-2-16")
+            && stderr.contains("add --overwrite to replace it"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&merged).unwrap(), fs::read(&setup.base).unwrap());
+}
