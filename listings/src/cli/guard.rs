@@ -82,6 +82,72 @@ pub fn check_output(path: &Path, flag: &str, inputs: &[(&str, &str)]) -> Result<
     Ok(existing)
 }
 
+/// Checks `path`, given as `flag`, as a folder to write (a LoRA adapter):
+/// nothing yet, or a folder, in a folder that exists; never a file, a
+/// symbolic link or a device, and never a folder holding one of `inputs`
+/// (`(flag, path)` pairs). Returns the names in the folder, sorted (`None`
+/// when there is no folder yet); the caller decides what may be replaced.
+pub fn check_output_folder(
+    path: &Path,
+    flag: &str,
+    inputs: &[(&str, &str)],
+) -> Result<Option<Vec<String>>> {
+    let shown = path.display();
+    let folder = folder_of(path);
+    match fs::metadata(&folder) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("{flag} {shown}: {} is not a folder", folder.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!(
+                "{flag} {shown}: the folder {} does not exist",
+                folder.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("{flag} {shown}: cannot use the folder")),
+    }
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{flag} {shown}: cannot inspect it")),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target =
+                fs::read_link(path).map_or_else(|_| "?".into(), |t| t.display().to_string());
+            bail!(
+                "{flag} {shown} is a symbolic link (to {target}); give the folder's own path so \
+                 that it is clear what is replaced"
+            )
+        }
+        Ok(meta) if meta.is_file() => {
+            bail!(
+                "{flag} {shown} is a file, but this command writes a folder (an adapter's two \
+                 files); give the path of a new folder"
+            )
+        }
+        Ok(meta) if !meta.is_dir() => {
+            bail!("{flag} {shown} is not a folder (a device, a pipe or a socket)")
+        }
+        Ok(_) => {
+            let inside = fs::canonicalize(path)
+                .with_context(|| format!("{flag} {shown}: cannot inspect it"))?;
+            for (input_flag, input) in inputs {
+                let within = fs::canonicalize(input).is_ok_and(|p| p.starts_with(&inside));
+                if *input != "-" && within {
+                    bail!(
+                        "{flag} {shown} holds {input_flag} {input}: writing would destroy the \
+                         input; choose another {flag}"
+                    );
+                }
+            }
+            let mut names: Vec<String> = fs::read_dir(path)
+                .with_context(|| format!("{flag} {shown}: cannot list it"))?
+                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<_>>()
+                .with_context(|| format!("{flag} {shown}: cannot list it"))?;
+            names.sort();
+            Ok(Some(names))
+        }
+    }
+}
+
 /// The folder a path's file is in (`.` for a bare file name).
 pub fn folder_of(path: &Path) -> PathBuf {
     match path.parent() {
@@ -196,8 +262,9 @@ fn same_file_handle(file: &File, path: &Path) -> bool {
 }
 
 /// Removes the temporary files an interrupted save left beside `out`
-/// (`.NAME.*.tmp`, written by the library's atomic saves), once the lock
-/// is held, and returns their names and total size.
+/// (`.NAME.*.tmp`, written by the library's atomic saves, or a folder of
+/// that name, where an adapter is written before it is moved into place),
+/// once the lock is held, and returns their names and total size.
 pub fn remove_stale_temporaries(out: &Path) -> Vec<(String, u64)> {
     let Some(name) = out.file_name() else {
         return Vec::new();
@@ -220,8 +287,21 @@ pub fn remove_stale_temporaries(out: &Path) -> Vec<(String, u64)> {
         if pid.is_some_and(|pid| pid != std::process::id() && process_alive(pid)) {
             continue;
         }
-        let size = entry.metadata().map_or(0, |m| m.len());
-        if fs::remove_file(entry.path()).is_ok() {
+        let path = entry.path();
+        let removed_ok = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                let size = fs::read_dir(&path).map_or(0, |files| {
+                    (files.flatten())
+                        .filter_map(|f| f.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                });
+                fs::remove_dir_all(&path).is_ok().then_some(size)
+            }
+            Ok(meta) => fs::remove_file(&path).is_ok().then_some(meta.len()),
+            Err(_) => None,
+        };
+        if let Some(size) = removed_ok {
             removed.push((file_name, size));
         }
     }

@@ -11,17 +11,20 @@
 //!     --n-embd 128 --block-size 64 --batch-size 12 --max-iters 2000 --lr-decay-iters 2000
 //! listings sample --checkpoint ckpt.safetensors --prompt "Once upon a time"
 //! listings eval --checkpoint ckpt.safetensors --data input.txt
+//! listings finetune --base ckpt.safetensors --data chat.jsonl --method lora --out adapter
+//! listings merge-lora --base ckpt.safetensors --adapter adapter --out tuned.safetensors
 //! ```
 //!
 //! Errors go to standard error, with exit code 1 (130 for a run stopped by
-//! Ctrl-C). `train` and `train-tokenizer` never replace a file they did not
-//! make (see `guard`).
+//! Ctrl-C). `train`, `train-tokenizer`, `finetune` and `merge-lora` never
+//! replace a file they did not make (see `guard`).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod error;
+mod finetune;
 mod guard;
 mod train;
 
@@ -30,6 +33,7 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use error::{Context, Result, bail, err};
+use finetune::{FinetuneArgs, MergeLoraArgs};
 use listings::checkpoint;
 use listings::sample::{SampleConfig, sample_text};
 use listings::tokens::{
@@ -61,6 +65,12 @@ enum Command {
     /// Print a model's mean loss (cross-entropy) over every window of
     /// block_size + 1 tokens of a text file.
     Eval(EvalArgs),
+    /// Fine-tune a checkpoint on instruction or preference records (JSON
+    /// Lines): every weight, the last block, LoRA adapters, or DPO.
+    Finetune(Box<FinetuneArgs>),
+    /// Fold a LoRA adapter into its base checkpoint's weights and save the
+    /// result as a checkpoint.
+    MergeLora(MergeLoraArgs),
 }
 
 /// `--checkpoint`: a model saved by `train`.
@@ -203,6 +213,8 @@ fn main() -> ExitCode {
         }
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),
+        Command::Finetune(args) => finetune::finetune(&args),
+        Command::MergeLora(args) => finetune::merge_lora(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,13 +145,13 @@ const DATA_FNV1A64: &str = "data_fnv1a64";
 
 /// A text's length and 64-bit FNV-1a hash, kept with a checkpoint so that
 /// `--resume` knows it continues on the same text.
-struct Fingerprint {
-    bytes: usize,
-    fnv1a64: String,
+pub(crate) struct Fingerprint {
+    pub(crate) bytes: usize,
+    pub(crate) fnv1a64: String,
 }
 
 impl Fingerprint {
-    fn of(bytes: &[u8]) -> Self {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for &b in bytes {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
@@ -220,7 +220,7 @@ fn text_tokenizer(name: &str, text: &str) -> Result<TextTokenizer> {
 }
 
 /// A checkpoint in a few words: its step, its validation loss and model.
-fn describe(ckpt: &Checkpoint) -> String {
+pub(crate) fn describe(ckpt: &Checkpoint) -> String {
     let c = ckpt.gpt.config();
     let val = match ckpt.hparams.get(BEST_VAL_LOSS).map(|v| v.parse::<f32>()) {
         Some(Ok(loss)) => format!(", val loss {loss:.4}"),
@@ -240,7 +240,7 @@ fn describe(ckpt: &Checkpoint) -> String {
 /// Prints a progress line. Best effort: a closed or full standard output
 /// (`| head`, `> /dev/full`) must not stop a run, whose result is the
 /// checkpoint.
-fn say(bar: &Option<indicatif::ProgressBar>, line: &str) {
+pub(crate) fn say(bar: &Option<indicatif::ProgressBar>, line: &str) {
     match bar {
         Some(bar) => bar.println(line),
         None => {
