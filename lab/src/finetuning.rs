@@ -100,7 +100,7 @@ pub fn instruction_tune(
     let encoded: Vec<Encoded> = encode_all(tokenizer, &train, end_token, base.config().block_size)?;
     let mut tuner = FineTuner::new(base.clone(), method, AdamWConfig::default(), 1)?;
     let pad = end_of_turn(tokenizer)?;
-    let losses = train_instructions(&mut tuner, &encoded, config, pad, |_, _| {})?;
+    let losses = train_instructions(&mut tuner, &encoded, config, pad, |_, _, _| {})?;
     Ok((tuner, losses))
 }
 
@@ -110,6 +110,7 @@ pub fn lora_config(r: usize) -> LoraConfig {
         r,
         alpha: 2.0 * r as f32,
         target_modules: vec!["c_attn".into()],
+        trainable_tokens: Vec::new(),
     }
 }
 
@@ -126,4 +127,85 @@ mod tests {
             assert!(tuned.iter().all(|q| !q.prompt.contains(&town.name)));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// A classifier: which region a town lies in.
+
+/// The text a town is classified from: its name, after a few words.
+pub fn town_text(town: &Town) -> String {
+    format!("The town of {}", town.name)
+}
+
+/// Every region, in the order the world assigns them (town `i` lies in
+/// region `i % 8`).
+pub fn regions() -> Vec<String> {
+    let mut regions: Vec<String> = Vec::new();
+    for town in &world().towns {
+        if !regions.contains(&town.region) {
+            regions.push(town.region.clone());
+        }
+    }
+    regions
+}
+
+/// The towns as classifier examples: the ids of [`town_text`] and the
+/// region's index.
+pub fn region_examples(tokenizer: &TextTokenizer) -> anyhow::Result<Vec<(Vec<u32>, usize)>> {
+    let regions = regions();
+    world()
+        .towns
+        .iter()
+        .map(|town| {
+            let label = regions
+                .iter()
+                .position(|r| *r == town.region)
+                .expect("a region");
+            Ok((tokenizer.encode(&town_text(town))?, label))
+        })
+        .collect()
+}
+
+/// The folds of the region classifier's cross-validation: fold `k` tests
+/// on the towns `i` with `i % 3 == k` and may train on the others.
+pub const FOLDS: usize = 3;
+
+/// The accuracy of a region classifier over all towns, each predicted by
+/// a classifier that never saw it: for each fold, a fresh copy of `base`
+/// and a fresh head are trained (by `method`, reading `readout`) on the
+/// first `labelled` towns outside the fold.
+pub fn region_accuracy(
+    base: &Gpt,
+    examples: &[(Vec<u32>, usize)],
+    method: &Method,
+    readout: listings::finetune::classify::Readout,
+    labelled: usize,
+    steps: usize,
+    lr: f32,
+) -> anyhow::Result<f32> {
+    use listings::finetune::classify::{ClassifierHead, accuracy, train_classifier};
+    let mut right = 0.0;
+    for fold in 0..FOLDS {
+        let (test, train): (Vec<_>, Vec<_>) =
+            (examples.iter().enumerate()).partition(|(i, _)| i % FOLDS == fold);
+        let train: Vec<_> = train
+            .into_iter()
+            .take(labelled)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let test: Vec<_> = test.into_iter().map(|(_, e)| e.clone()).collect();
+        let mut tuner = FineTuner::new(
+            base.clone(),
+            method.clone(),
+            AdamWConfig {
+                lr,
+                ..Default::default()
+            },
+            1,
+        )?;
+        let mut head = ClassifierHead::new(base.config().n_embd, regions().len(), 1);
+        train_classifier(&mut tuner, &mut head, &train, readout, steps, lr)?;
+        right += accuracy(tuner.gpt(), &head, &test, readout)? * test.len() as f32;
+    }
+    Ok(right / examples.len() as f32)
 }

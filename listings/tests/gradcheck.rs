@@ -826,6 +826,7 @@ fn lora_through_the_whole_model() {
         r: 2,
         alpha: 4.0,
         target_modules: vec!["c_attn".into(), "c_fc".into()],
+        trainable_tokens: vec![3, 7],
     };
     let mut lora = Lora::new(&config, lora_config, 1).expect("valid config");
     for (k, l) in lora.layers.iter_mut().enumerate() {
@@ -888,4 +889,15 @@ fn lora_through_the_whole_model() {
             assert_grad("lora model", &name, cmp);
         }
     }
+    // The trainable tokens' embedding rows.
+    let mut value = lora.token_delta.clone();
+    let cmp = compare(flat_mut(&mut value), flat(&dlora.token_delta), ALL, |p| {
+        let mut l = lora.clone();
+        l.token_delta
+            .as_slice_mut()
+            .expect("contiguous")
+            .copy_from_slice(p);
+        loss_of(&l)
+    });
+    assert_grad("lora model", "token rows", cmp);
 }

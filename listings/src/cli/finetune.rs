@@ -258,6 +258,7 @@ fn plan(args: &FinetuneArgs) -> Result<Plan> {
                     .target_modules
                     .clone()
                     .unwrap_or(default.target_modules),
+                trainable_tokens: Vec::new(),
             };
             config.validate().map_err(|e| {
                 let flag = match &e {
@@ -708,26 +709,28 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         ms
     };
     let result: std::result::Result<(), TrainError> = match &examples {
-        Examples::Instructions(e) => train_instructions(&mut tuner, e, cfg, pad, |step, loss| {
-            let ms = ms();
-            if let Some(bar) = &bar {
-                bar.set_position(step as u64 + 1);
-                bar.set_message(format!("loss {loss:.4}"));
-            }
-            if logged(step) {
-                say(
-                    &bar,
-                    &format!("step {step}: loss {loss:.4}, time {ms:.1} ms"),
-                );
-            }
-            if guard::interrupted() {
-                stop_interrupted(step, &bar, &mut lock, &on_disk);
-            }
-        })
-        .map(|_| ()),
+        Examples::Instructions(e) => {
+            train_instructions(&mut tuner, e, cfg, pad, |step, loss, _| {
+                let ms = ms();
+                if let Some(bar) = &bar {
+                    bar.set_position(step as u64 + 1);
+                    bar.set_message(format!("loss {loss:.4}"));
+                }
+                if logged(step) {
+                    say(
+                        &bar,
+                        &format!("step {step}: loss {loss:.4}, time {ms:.1} ms"),
+                    );
+                }
+                if guard::interrupted() {
+                    stop_interrupted(step, &bar, &mut lock, &on_disk);
+                }
+            })
+            .map(|_| ())
+        }
         Examples::Pairs(pairs) => {
             let reference = reference.as_deref().expect("computed for pairs");
-            train_dpo(&mut tuner, pairs, reference, cfg, pad, |step, s| {
+            train_dpo(&mut tuner, pairs, reference, cfg, pad, |step, s, _| {
                 let ms = ms();
                 if let Some(bar) = &bar {
                     bar.set_position(step as u64 + 1);

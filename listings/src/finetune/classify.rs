@@ -100,3 +100,103 @@ fn outer_add(m: &mut Array2<f32>, x: &ArrayRef1<f32>, y: &ArrayRef1<f32>) {
         row.scaled_add(xi, y);
     }
 }
+
+// ANCHOR: train_classifier
+/// Which position of a sequence the head reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readout {
+    /// The last token: under the causal mask, the only position that has
+    /// seen the whole sequence.
+    Last,
+    /// The first token, which has seen only itself.
+    First,
+}
+
+/// Token sequences padded at the end into one batch, with the position
+/// `readout` reads in each row.
+pub fn classifier_batch(
+    sequences: &[&[u32]],
+    readout: Readout,
+    pad: u32,
+) -> (Array2<u32>, Vec<usize>) {
+    let t = sequences.iter().map(|s| s.len()).max().unwrap_or(1);
+    let mut idx = Array2::from_elem((sequences.len(), t), pad);
+    for (row, s) in sequences.iter().enumerate() {
+        idx.row_mut(row)
+            .slice_mut(s![..s.len()])
+            .assign(&ndarray::aview1(s));
+    }
+    let positions = (sequences.iter())
+        .map(|s| match readout {
+            Readout::Last => s.len() - 1,
+            Readout::First => 0,
+        })
+        .collect();
+    (idx, positions)
+}
+
+/// Trains `head` (and whatever `tuner`'s method trains of the model) for
+/// `steps` steps on all of `examples` at once: token sequences and their
+/// labels. The head has an AdamW of its own, at the same learning rate.
+/// Returns the losses.
+pub fn train_classifier(
+    tuner: &mut crate::finetune::tuner::FineTuner,
+    head: &mut ClassifierHead,
+    examples: &[(Vec<u32>, usize)],
+    readout: Readout,
+    steps: usize,
+    lr: f32,
+) -> Result<Vec<f32>, crate::train::step::TrainError> {
+    let sequences: Vec<&[u32]> = examples.iter().map(|(s, _)| s.as_slice()).collect();
+    let labels: Vec<usize> = examples.iter().map(|&(_, l)| l).collect();
+    let (idx, positions) = classifier_batch(&sequences, readout, 0);
+    let mut optimizer = crate::optim::AdamW::new(crate::optim::AdamWConfig {
+        lr,
+        ..Default::default()
+    });
+    let mut losses = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let mut dhead = head.zeros_like();
+        let loss = tuner.step_hidden(&idx, lr, 1.0, |h, dh| {
+            let (loss, dscores) = classify_loss(&classify_forward(h, &positions, head), &labels);
+            classify_backward(dh, &mut dhead, &dscores, h, &positions, head);
+            loss
+        })?;
+        let mut params = [
+            (head.weight.as_slice_mut(), dhead.weight.as_slice(), true),
+            (head.bias.as_slice_mut(), dhead.bias.as_slice(), false),
+        ]
+        .map(|(value, grad, decay)| crate::optim::Param {
+            value: value.expect("contiguous"),
+            grad: grad.expect("contiguous"),
+            decay,
+        });
+        optimizer.step(&mut params);
+        losses.push(loss);
+    }
+    Ok(losses)
+}
+
+/// The share of `examples` whose label the head scores highest.
+pub fn accuracy(
+    gpt: &crate::model::Gpt,
+    head: &ClassifierHead,
+    examples: &[(Vec<u32>, usize)],
+    readout: Readout,
+) -> Result<f32, crate::model::ModelError> {
+    let sequences: Vec<&[u32]> = examples.iter().map(|(s, _)| s.as_slice()).collect();
+    let (idx, positions) = classifier_batch(&sequences, readout, 0);
+    let mut acts = crate::model::Activations::new(gpt.config(), 0, 0);
+    gpt.forward_with(&mut acts, &idx, None)?;
+    let scores = classify_forward(&acts.lnf, &positions, head);
+    let right = (scores.rows().into_iter().zip(examples))
+        .filter(|(row, (_, label))| {
+            let best = (row.iter().enumerate()).fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
+                if v > b.1 { (i, v) } else { b }
+            });
+            best.0 == *label
+        })
+        .count();
+    Ok(right as f32 / examples.len() as f32)
+}
+// ANCHOR_END: train_classifier

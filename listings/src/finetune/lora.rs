@@ -49,6 +49,14 @@ pub enum LoraError {
         /// The shape the base model's layer needs.
         expected: Vec<usize>,
     },
+    /// A trainable token id outside the vocabulary.
+    #[error("trainable token {id} is not in the model's vocabulary of {vocab_size}")]
+    NoSuchToken {
+        /// The id given.
+        id: u32,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
     /// An adapted layer names a block the base model does not have.
     #[error("{tensor} adapts block {block}, but the base model has {n_layer} blocks")]
     NoSuchBlock {
@@ -76,6 +84,11 @@ pub struct LoraConfig {
     /// these (`c_proj` names both `attn.c_proj` and `mlp.c_proj`). PEFT's
     /// default for GPT-2 is `c_attn`.
     pub target_modules: Vec<String>,
+    /// Token ids whose embedding rows train too (PEFT's
+    /// `trainable_token_indices`): the way to teach a frozen model a token
+    /// it has never written, such as an end-of-turn marker. Each costs `C`
+    /// numbers.
+    pub trainable_tokens: Vec<u32>,
 }
 
 impl LoraConfig {
@@ -93,6 +106,7 @@ impl Default for LoraConfig {
             r: 8,
             alpha: 16.0,
             target_modules: vec!["c_attn".into()],
+            trainable_tokens: Vec::new(),
         }
     }
 }
@@ -280,6 +294,9 @@ pub struct Lora {
     pub config: LoraConfig,
     /// The adapted layers, block by block in [`Module::ALL`] order.
     pub layers: Vec<AdaptedLayer>,
+    /// The change of the embedding row of each of
+    /// `config.trainable_tokens`, `(n, C)`; starts at zero.
+    pub token_delta: Array2<f32>,
 }
 
 /// One adapted layer: which one, and its adapter.
@@ -299,6 +316,17 @@ impl Lora {
     /// seeded with `seed`.
     pub fn new(model: &GptConfig, config: LoraConfig, seed: u64) -> Result<Self, LoraError> {
         config.validate()?;
+        if let Some(&id) = config
+            .trainable_tokens
+            .iter()
+            .find(|&&id| id as usize >= model.vocab_size)
+        {
+            return Err(LoraError::NoSuchToken {
+                id,
+                vocab_size: model.vocab_size,
+            });
+        }
+        let token_delta = Array2::zeros((config.trainable_tokens.len(), model.n_embd));
         let (c, mut rng) = (model.n_embd, seeded(seed));
         let mut layers = Vec::new();
         for block in 0..model.n_layer {
@@ -314,7 +342,11 @@ impl Lora {
                 }
             }
         }
-        Ok(Self { config, layers })
+        Ok(Self {
+            config,
+            layers,
+            token_delta,
+        })
     }
 
     /// The base model's parameters with every adapter folded into its
@@ -335,6 +367,16 @@ impl Lora {
             merged.assign(w);
             *merged += &l.lora.delta(scale);
         }
+        for (&id, delta) in self
+            .config
+            .trainable_tokens
+            .iter()
+            .zip(self.token_delta.rows())
+        {
+            let (id, mut row) = (id as usize, params.wte.row_mut(id as usize));
+            row.assign(&base.wte.row(id));
+            row += &delta;
+        }
     }
 
     /// The adapters' gradients from the gradients of the merged model's
@@ -345,6 +387,14 @@ impl Lora {
         for (l, d) in self.layers.iter().zip(&mut dlora.layers) {
             let dw = &l.module.of(&dparams.h[l.block]).weight;
             l.lora.grads_from_merged(dw, scale, &mut d.lora);
+        }
+        for (&id, mut d) in self
+            .config
+            .trainable_tokens
+            .iter()
+            .zip(dlora.token_delta.rows_mut())
+        {
+            d += &dparams.wte.row(id as usize); // the row is base + delta: same gradient
         }
     }
 
@@ -358,30 +408,39 @@ impl Lora {
                     ..*l
                 })
                 .collect(),
+            token_delta: Array2::zeros(self.token_delta.raw_dim()),
         }
     }
 
-    /// How many numbers train: `r·(in + out)` per adapted layer.
+    /// How many numbers train: `r·(in + out)` per adapted layer, and `C`
+    /// per trainable token.
     pub fn num_parameters(&self) -> usize {
-        (self.layers.iter())
+        let layers: usize = (self.layers.iter())
             .map(|l| l.lora.a.len() + l.lora.b.len())
-            .sum()
+            .sum();
+        layers + self.token_delta.len()
     }
 
     /// Every tensor as a flat slice, `A` then `B` of each layer in order
     /// (what an optimiser steps).
     pub fn slices_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
-        (self.layers.iter_mut()).flat_map(|l| {
-            let (a, b) = (&mut l.lora.a, &mut l.lora.b);
-            [a, b].map(|t| t.as_slice_mut().expect("adapters are contiguous"))
-        })
+        let tokens = self.token_delta.as_slice_mut().expect("contiguous");
+        (self.layers.iter_mut())
+            .flat_map(|l| {
+                let (a, b) = (&mut l.lora.a, &mut l.lora.b);
+                [a, b].map(|t| t.as_slice_mut().expect("adapters are contiguous"))
+            })
+            .chain((!tokens.is_empty()).then_some(tokens))
     }
 
     /// [`Lora::slices_mut`], read-only.
     pub fn slices(&self) -> impl Iterator<Item = &[f32]> {
-        (self.layers.iter()).flat_map(|l| {
-            [&l.lora.a, &l.lora.b].map(|t| t.as_slice().expect("adapters are contiguous"))
-        })
+        let tokens = self.token_delta.as_slice().expect("contiguous");
+        (self.layers.iter())
+            .flat_map(|l| {
+                [&l.lora.a, &l.lora.b].map(|t| t.as_slice().expect("adapters are contiguous"))
+            })
+            .chain((!tokens.is_empty()).then_some(tokens))
     }
 }
 // ANCHOR_END: lora

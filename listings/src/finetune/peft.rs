@@ -66,6 +66,13 @@ pub enum PeftError {
         /// What is wrong.
         message: String,
     },
+    /// Something the book's model trains that this writer cannot yet put
+    /// in PEFT's format.
+    #[error("cannot save {what} in PEFT's format")]
+    Unsupported {
+        /// What it is.
+        what: String,
+    },
     /// The adapter does not fit the base model.
     #[error("the adapter does not fit the base model: {0}")]
     Lora(#[from] LoraError),
@@ -80,6 +87,10 @@ pub fn save_adapter(dir: &Path, lora: &Lora, base: Option<&str>) -> Result<(), P
         let path = path.to_path_buf();
         move |source| PeftError::Io { path, source }
     };
+    if !lora.config.trainable_tokens.is_empty() {
+        let what = format!("trainable tokens {:?}", lora.config.trainable_tokens);
+        return Err(PeftError::Unsupported { what });
+    }
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut modules: Vec<&str> = Vec::new();
     let mut tensors = Vec::new();
@@ -228,7 +239,12 @@ pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
             lora: LoraLayer { a, b },
         });
     }
-    Ok(Lora { config, layers })
+    let token_delta = ndarray::Array2::zeros((0, model.n_embd));
+    Ok(Lora {
+        config,
+        layers,
+        token_delta,
+    })
 }
 
 /// Reads the fields of `adapter_config.json` this model uses.
@@ -266,6 +282,7 @@ fn read_config(path: &Path, bytes: &[u8]) -> Result<LoraConfig, PeftError> {
         r: r as usize,
         alpha: alpha as f32,
         target_modules,
+        trainable_tokens: Vec::new(),
     };
     config.validate()?;
     Ok(config)

@@ -91,13 +91,14 @@ impl Shuffler {
 // ANCHOR: train_instructions
 /// Instruction tuning: `config.steps` steps, each on `batch_size` examples
 /// packed by [`lm_batch`] (`pad` fills short rows). `on_step` sees each
-/// step's number and loss. Returns the losses.
+/// step's number and loss, and the tuner after the step (to evaluate it).
+/// Returns the losses.
 pub fn train_instructions(
     tuner: &mut FineTuner,
     examples: &[Encoded],
     config: &FinetuneConfig,
     pad: u32,
-    mut on_step: impl FnMut(usize, f32),
+    mut on_step: impl FnMut(usize, f32, &FineTuner),
 ) -> Result<Vec<f32>, TrainError> {
     let mut order = Shuffler::new(examples.len(), config.seed);
     let mut losses = Vec::with_capacity(config.steps);
@@ -109,7 +110,7 @@ pub fn train_instructions(
             .collect();
         let batch = lm_batch(&batch, config.loss_on, pad);
         let loss = tuner.step_lm(&batch, config.learning_rate, config.grad_clip)?;
-        on_step(step, loss);
+        on_step(step, loss, tuner);
         losses.push(loss);
     }
     Ok(losses)
@@ -157,14 +158,14 @@ pub fn reference_logprobs(
 /// Preference tuning by DPO: `config.steps` steps of `batch_size` pairs,
 /// against the reference log-probabilities `reference` (from
 /// [`reference_logprobs`] on the model before tuning). `on_step` sees each
-/// step's number and statistics.
+/// step's number and statistics, and the tuner after the step.
 pub fn train_dpo(
     tuner: &mut FineTuner,
     pairs: &[EncodedPair],
     reference: &[[f32; 2]],
     config: &FinetuneConfig,
     pad: u32,
-    mut on_step: impl FnMut(usize, &DpoStats),
+    mut on_step: impl FnMut(usize, &DpoStats, &FineTuner),
 ) -> Result<Vec<DpoStats>, TrainError> {
     let mut order = Shuffler::new(pairs.len(), config.seed);
     let mut history = Vec::with_capacity(config.steps);
@@ -189,7 +190,7 @@ pub fn train_dpo(
             },
         )?;
         let stats = stats.expect("the objective ran");
-        on_step(step, &stats);
+        on_step(step, &stats, tuner);
         history.push(stats);
     }
     Ok(history)
