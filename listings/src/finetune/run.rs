@@ -236,33 +236,37 @@ pub fn answer(
     prompt: &str,
     max_tokens: usize,
 ) -> Result<Answer, super::chat::DataError> {
+    answer_sampled(gpt, tokenizer, prompt, max_tokens, 0.0, &mut seeded(0))
+}
+
+/// [`answer`], drawing each token at `temperature` (0: the likeliest)
+/// from `rng` ([`crate::sample::next_token`]).
+pub fn answer_sampled(
+    gpt: &Gpt,
+    tokenizer: &crate::tokens::TextTokenizer,
+    prompt: &str,
+    max_tokens: usize,
+    temperature: f32,
+    rng: &mut ChaCha8Rng,
+) -> Result<Answer, super::chat::DataError> {
+    let error = |message: String| super::chat::DataError::Encode { record: 1, message };
     let eot = super::chat::end_of_turn(tokenizer)?;
-    let encode_error = |e: crate::tokens::TokenizerError| super::chat::DataError::Encode {
-        record: 1,
-        message: e.to_string(),
-    };
+    let prompt = super::chat::prompt_text(prompt);
     let mut ids = tokenizer
-        .encode(&super::chat::prompt_text(prompt))
-        .map_err(encode_error)?;
+        .encode(&prompt)
+        .map_err(|e| error(e.to_string()))?;
     let start = ids.len();
     let block = gpt.config().block_size;
+    let mut scratch = Vec::new();
     let mut stopped = false;
     for _ in 0..max_tokens {
         let window = &ids[ids.len().saturating_sub(block)..];
         let idx = ndarray::Array2::from_shape_vec((1, window.len()), window.to_vec())
             .expect("one row of the window's length");
-        let (logits, _) = gpt
-            .forward(&idx, None)
-            .map_err(|e| super::chat::DataError::Encode {
-                record: 1,
-                message: e.to_string(),
-            })?;
-        let last = logits.slice(ndarray::s![0, -1, ..]);
-        let next = (last.iter().enumerate())
-            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
-                if l > best.1 { (i, l) } else { best }
-            })
-            .0 as u32;
+        let (logits, _) = gpt.forward(&idx, None).map_err(|e| error(e.to_string()))?;
+        let last = logits.slice(ndarray::s![0, -1, ..]).to_vec();
+        let next = crate::sample::next_token(&last, temperature, None, rng, &mut scratch)
+            .ok_or_else(|| error("the model's logits are not finite".into()))?;
         if next == eot {
             stopped = true;
             break;
