@@ -232,7 +232,7 @@ fn lora_writes_a_peft_adapter_and_merge_lora_folds_it_in_bit_for_bit() {
     );
     // The file holds exactly what the library merges, and runs the same.
     let base = load(&setup.base);
-    let lora = load_adapter(&adapter, base.gpt.config()).unwrap();
+    let lora = load_adapter(&adapter, &base.gpt).unwrap();
     let expected = Gpt::from_params(*base.gpt.config(), lora.merged(base.gpt.params())).unwrap();
     let got = load(&merged);
     assert!(got.gpt.params() == expected.params(), "not bit for bit");
@@ -326,7 +326,7 @@ fn dpo_starts_at_ln_2_and_writes_a_checkpoint_or_an_adapter() {
     assert!(stdout.contains("step 0: loss 0.6931"), "{stdout}");
     assert_eq!(listing(&adapter), [CONFIG_FILE, WEIGHTS_FILE]);
     assert_eq!(
-        load_adapter(&adapter, load(&setup.base).gpt.config())
+        load_adapter(&adapter, &load(&setup.base).gpt)
             .unwrap()
             .config
             .r,

@@ -790,8 +790,14 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
 
     match tuner.lora() {
         Some(lora) => {
-            save_adapter_folder(out, lora, &base_path, matches!(before, Before::Adapter))
-                .map_err(|e| err!("{e}\n{on_disk}"))?;
+            save_adapter_folder(
+                out,
+                lora,
+                &base.gpt,
+                &base_path,
+                matches!(before, Before::Adapter),
+            )
+            .map_err(|e| err!("{e}\n{on_disk}"))?;
             say(
                 &None,
                 &format!(
@@ -845,7 +851,13 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
 /// Writes the adapter to a temporary folder beside `out`, then renames it
 /// into place; with `replace`, the adapter at `out` is first moved aside
 /// (to `.NAME.PID.old`, put back if the rename fails) and removed after.
-fn save_adapter_folder(out: &Path, lora: &Lora, base: &str, replace: bool) -> Result<()> {
+fn save_adapter_folder(
+    out: &Path,
+    lora: &Lora,
+    base: &Gpt,
+    base_name: &str,
+    replace: bool,
+) -> Result<()> {
     let shown = out.display();
     let name = out
         .file_name()
@@ -859,7 +871,7 @@ fn save_adapter_folder(out: &Path, lora: &Lora, base: &str, replace: bool) -> Re
         let _ = fs::remove_dir_all(&tmp);
         err!("cannot write the adapter to {shown}: {e}")
     };
-    peft::save_adapter(&tmp, lora, Some(base)).map_err(|e| fail(&e))?;
+    peft::save_adapter(&tmp, lora, base, Some(base_name)).map_err(|e| fail(&e))?;
     if replace {
         let aside = out.with_file_name(format!(".{name}.{pid}.old"));
         fs::rename(out, &aside).map_err(|e| fail(&e))?;
@@ -911,7 +923,7 @@ pub fn merge_lora(args: &MergeLoraArgs) -> Result<()> {
             args.adapter.display()
         );
     }
-    let lora = peft::load_adapter(&args.adapter, base.gpt.config())
+    let lora = peft::load_adapter(&args.adapter, &base.gpt)
         .map_err(|e| err!("--adapter {}: {e}", args.adapter.display()))?;
     let merged: GptParams = lora.merged(base.gpt.params());
     let gpt = Gpt::from_params(*base.gpt.config(), merged)?;
@@ -929,12 +941,17 @@ pub fn merge_lora(args: &MergeLoraArgs) -> Result<()> {
             let (n_in, n_out) = l.module.shape(base.gpt.config().n_embd);
             n_in * n_out
         })
-        .sum();
-    let mut modules: Vec<&str> = Vec::new();
+        .sum::<usize>()
+        + lora.token_delta.len();
+    let mut modules: Vec<String> = Vec::new();
     for l in &lora.layers {
-        if !modules.contains(&l.module.name()) {
-            modules.push(l.module.name());
+        if !modules.iter().any(|m| m == l.module.name()) {
+            modules.push(l.module.name().to_string());
         }
+    }
+    let tokens = &lora.config.trainable_tokens;
+    if !tokens.is_empty() {
+        modules.push(format!("the embedding rows of tokens {tokens:?}"));
     }
     let hparams = BTreeMap::from([
         ("merged_base".to_string(), base_path.clone()),

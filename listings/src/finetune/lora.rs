@@ -57,6 +57,13 @@ pub enum LoraError {
         /// The model's vocabulary size.
         vocab_size: usize,
     },
+    /// A trainable token listed twice: its row would get two changes, and
+    /// PEFT's copy of the rows would be undefined.
+    #[error("trainable token {id} is listed twice")]
+    RepeatedToken {
+        /// The id.
+        id: u32,
+    },
     /// An adapted layer names a block the base model does not have.
     #[error("{tensor} adapts block {block}, but the base model has {n_layer} blocks")]
     NoSuchBlock {
@@ -446,7 +453,8 @@ impl Lora {
 // ANCHOR_END: lora
 
 impl LoraConfig {
-    /// Checks the rank, the scale and the target names.
+    /// Checks the rank, the scale, the target names, and that no trainable
+    /// token is listed twice.
     pub fn validate(&self) -> Result<(), LoraError> {
         if self.r == 0 {
             return Err(LoraError::ZeroRank);
@@ -459,7 +467,15 @@ impl LoraConfig {
                 return Err(LoraError::UnknownModule { name: name.clone() });
             }
         }
-        Ok(())
+        check_distinct(&self.trainable_tokens)
+    }
+}
+
+/// No token id twice.
+pub(crate) fn check_distinct(tokens: &[u32]) -> Result<(), LoraError> {
+    match (tokens.iter().enumerate()).find(|&(i, id)| tokens[..i].contains(id)) {
+        Some((_, &id)) => Err(LoraError::RepeatedToken { id }),
+        None => Ok(()),
     }
 }
 
@@ -502,6 +518,28 @@ mod tests {
             Lora::new(&config, bad, 0),
             Err(LoraError::UnknownModule {
                 name: "q_proj".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_token_listed_twice_is_refused() {
+        let config = GptConfig::toy(50);
+        let cfg = |tokens: Vec<u32>| LoraConfig {
+            trainable_tokens: tokens,
+            ..LoraConfig::default()
+        };
+        let lora = Lora::new(&config, cfg(vec![3, 7]), 0).unwrap();
+        assert_eq!(lora.token_delta.shape(), [2, 64]);
+        assert_eq!(
+            Lora::new(&config, cfg(vec![3, 7, 3]), 0),
+            Err(LoraError::RepeatedToken { id: 3 })
+        );
+        assert_eq!(
+            Lora::new(&config, cfg(vec![50]), 0),
+            Err(LoraError::NoSuchToken {
+                id: 50,
+                vocab_size: 50
             })
         );
     }

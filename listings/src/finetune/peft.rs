@@ -11,13 +11,25 @@
 //!   `base_model.model.transformer.h.{i}.{layer}.lora_A.weight` `(r, in)`
 //!   and `...lora_B.weight` `(out, r)`, f32.
 //!
+//! Trainable tokens (PEFT's `trainable_token_indices`) add the config key
+//! `trainable_token_indices`, a list of token ids, and one tensor,
+//! `base_model.model.transformer.wte.token_adapter.trainable_tokens_delta`
+//! `(n, C)`, f32, a row per id in the list's order. Despite its name that
+//! tensor holds the tokens' *new embedding rows*, not their change: PEFT
+//! starts it as a copy of the base rows and copies it over them. So both
+//! directions need the base model: saving writes base row + change, loading
+//! takes the base row away again. GPT-2 ties `lm_head` to `wte`; PEFT then
+//! wraps `lm_head` too but saves no tensor for it, and the new rows serve
+//! both, as they do in the book's model.
+//!
 //! What PEFT itself writes and needs was checked once with PEFT 0.21.2
 //! (`listings/tests/fixtures/peft/README.md`): of the config only
 //! `peft_type`, `r` and `lora_alpha` are required, and a missing
 //! `lora_alpha` silently means 8; tensor names without the
 //! `base_model.model.` prefix load with a warning and do nothing. So this
 //! writer always writes the full set and this reader refuses what PEFT
-//! would misread.
+//! would misread (a token tensor without `trainable_token_indices`, say,
+//! which PEFT loads without a word and without the tokens).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,7 +42,7 @@ use serde_json::{Value, json};
 
 use super::lora::{AdaptedLayer, Lora, LoraConfig, LoraError, LoraLayer, Module};
 use crate::checkpoint::{F32Tensor, write_atomically, write_safetensors};
-use crate::model::GptConfig;
+use crate::model::Gpt;
 
 /// The adapter's configuration file.
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -38,6 +50,9 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 /// What PEFT puts before a GPT-2 model's own tensor names.
 pub const PREFIX: &str = "base_model.model.transformer.h.";
+/// The tensor of the trainable tokens' embedding rows, `(n, C)`.
+pub const TOKENS_TENSOR: &str =
+    "base_model.model.transformer.wte.token_adapter.trainable_tokens_delta";
 
 /// What can go wrong reading or writing an adapter.
 #[derive(Debug, thiserror::Error)]
@@ -66,31 +81,27 @@ pub enum PeftError {
         /// What is wrong.
         message: String,
     },
-    /// Something the book's model trains that this writer cannot yet put
-    /// in PEFT's format.
-    #[error("cannot save {what} in PEFT's format")]
-    Unsupported {
-        /// What it is.
-        what: String,
-    },
     /// The adapter does not fit the base model.
     #[error("the adapter does not fit the base model: {0}")]
     Lora(#[from] LoraError),
 }
 
 // ANCHOR: save_adapter
-/// Saves `lora` as a PEFT adapter in the folder `dir` (created if
-/// missing), each file written atomically. `base` is recorded as
-/// `base_model_name_or_path`.
-pub fn save_adapter(dir: &Path, lora: &Lora, base: Option<&str>) -> Result<(), PeftError> {
+/// Saves `lora`, trained on the model `base`, as a PEFT adapter in the
+/// folder `dir` (created if missing), each file written atomically.
+/// `base_name` is recorded as `base_model_name_or_path`. The base is needed
+/// for the trainable tokens only: PEFT stores their rows, base + change.
+pub fn save_adapter(
+    dir: &Path,
+    lora: &Lora,
+    base: &Gpt,
+    base_name: Option<&str>,
+) -> Result<(), PeftError> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PeftError::Io { path, source }
     };
-    if !lora.config.trainable_tokens.is_empty() {
-        let what = format!("trainable tokens {:?}", lora.config.trainable_tokens);
-        return Err(PeftError::Unsupported { what });
-    }
+    let rows = token_rows(lora, base)?;
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut modules: Vec<&str> = Vec::new();
     let mut tensors = Vec::new();
@@ -125,8 +136,14 @@ pub fn save_adapter(dir: &Path, lora: &Lora, base: Option<&str>) -> Result<(), P
             ));
         }
     }
+    let tokens = &lora.config.trainable_tokens;
+    if !tokens.is_empty() {
+        let values = Cow::Owned(rows.into_raw_vec_and_offset().0);
+        let shape = vec![tokens.len(), base.config().n_embd];
+        tensors.push((TOKENS_TENSOR.to_string(), F32Tensor { shape, values }));
+    }
     let config = json!({
-        "base_model_name_or_path": base,
+        "base_model_name_or_path": base_name,
         "bias": "none",
         "fan_in_fan_out": true,
         "inference_mode": true,
@@ -136,6 +153,7 @@ pub fn save_adapter(dir: &Path, lora: &Lora, base: Option<&str>) -> Result<(), P
         "r": lora.config.r,
         "target_modules": modules,
         "task_type": "CAUSAL_LM",
+        "trainable_token_indices": (!tokens.is_empty()).then_some(tokens),
     });
     let text = serde_json::to_string_pretty(&config).expect("JSON values serialise") + "\n";
     let weights = dir.join(WEIGHTS_FILE);
@@ -151,9 +169,48 @@ pub fn save_adapter(dir: &Path, lora: &Lora, base: Option<&str>) -> Result<(), P
 }
 // ANCHOR_END: save_adapter
 
-/// Loads a PEFT LoRA adapter from the folder `dir` for a base model of
-/// shape `model`, checking every tensor's name and shape against it.
-pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
+/// The trainable tokens' new embedding rows, `(n, C)`: each base row plus
+/// its change, added as [`Lora::merge_into`] adds them, so that PEFT's
+/// model and the book's merged one hold the same numbers.
+fn token_rows(lora: &Lora, base: &Gpt) -> Result<ndarray::Array2<f32>, LoraError> {
+    let (model, tokens) = (base.config(), &lora.config.trainable_tokens);
+    check_tokens(tokens, model.vocab_size)?;
+    let expected = vec![tokens.len(), model.n_embd];
+    if lora.token_delta.shape() != expected {
+        let found = lora.token_delta.shape().to_vec();
+        let tensor = TOKENS_TENSOR.to_string();
+        return Err(LoraError::Shape {
+            tensor,
+            found,
+            expected,
+        });
+    }
+    let mut rows = ndarray::Array2::zeros((tokens.len(), model.n_embd));
+    for ((&id, delta), mut row) in tokens
+        .iter()
+        .zip(lora.token_delta.rows())
+        .zip(rows.rows_mut())
+    {
+        row.assign(&base.params().wte.row(id as usize));
+        row += &delta;
+    }
+    Ok(rows)
+}
+
+/// Every token id inside the vocabulary, and none twice.
+fn check_tokens(tokens: &[u32], vocab_size: usize) -> Result<(), LoraError> {
+    match tokens.iter().find(|&&id| id as usize >= vocab_size) {
+        Some(&id) => Err(LoraError::NoSuchToken { id, vocab_size }),
+        None => super::lora::check_distinct(tokens),
+    }
+}
+
+/// Loads a PEFT LoRA adapter from the folder `dir` for the model `base`,
+/// checking every tensor's name and shape against it. The base's embedding
+/// rows of the trainable tokens, if any, are taken from PEFT's new rows to
+/// give [`Lora::token_delta`].
+pub fn load_adapter(dir: &Path, base: &Gpt) -> Result<Lora, PeftError> {
+    let model = base.config();
     let config_path = dir.join(CONFIG_FILE);
     let read = |path: &Path| {
         fs::read(path).map_err(|source| PeftError::Io {
@@ -162,6 +219,8 @@ pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
         })
     };
     let config = read_config(&config_path, &read(&config_path)?)?;
+    let tokens = &config.trainable_tokens;
+    check_tokens(tokens, model.vocab_size)?;
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes = read(&weights_path)?;
     let bad = |message: String| PeftError::Tensors {
@@ -170,10 +229,50 @@ pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
     };
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let f32_values = |name: &str| -> Result<(Vec<usize>, Vec<f32>), PeftError> {
+        let view = file.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!(
+                "{name} is {:?}; this reader takes F32 only",
+                view.dtype()
+            )));
+        }
+        let values = (view.data().chunks_exact(4))
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok((view.shape().to_vec(), values))
+    };
+    let mut token_delta = None;
     let mut found: BTreeMap<(usize, usize), [Option<ndarray::Array2<f32>>; 2]> = BTreeMap::new();
     let mut names = file.names();
     names.sort();
     for name in names {
+        if name == TOKENS_TENSOR {
+            if tokens.is_empty() {
+                return Err(bad(format!(
+                    "{name} holds trainable tokens' rows, but {CONFIG_FILE} lists no \
+                     trainable_token_indices (PEFT would load the adapter without them, silently)"
+                )));
+            }
+            let (shape, values) = f32_values(name)?;
+            let expected = vec![tokens.len(), model.n_embd];
+            if shape != expected {
+                let (tensor, found) = (name.to_string(), shape);
+                return Err(LoraError::Shape {
+                    tensor,
+                    found,
+                    expected,
+                }
+                .into());
+            }
+            let mut delta = ndarray::Array2::from_shape_vec((expected[0], expected[1]), values)
+                .expect("the shape was checked");
+            for (&id, mut row) in tokens.iter().zip(delta.rows_mut()) {
+                row -= &base.params().wte.row(id as usize); // PEFT stores the new row
+            }
+            token_delta = Some(delta);
+            continue;
+        }
         let (block, module, which) = parse_name(name).ok_or_else(|| {
             bad(format!(
                 "tensor {name:?} is not a LoRA weight of a GPT-2 layer \
@@ -189,20 +288,14 @@ pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
             }
             .into());
         }
-        let view = file.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(format!(
-                "{name} is {:?}; this reader takes F32 only",
-                view.dtype()
-            )));
-        }
+        let (shape, values) = f32_values(name)?;
         let (n_in, n_out) = module.shape(model.n_embd);
         let expected = match which {
             0 => vec![config.r, n_in],
             _ => vec![n_out, config.r],
         };
-        if view.shape() != expected {
-            let (tensor, found) = (name.to_string(), view.shape().to_vec());
+        if shape != expected {
+            let (tensor, found) = (name.to_string(), shape);
             return Err(LoraError::Shape {
                 tensor,
                 found,
@@ -210,9 +303,6 @@ pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
             }
             .into());
         }
-        let values: Vec<f32> = (view.data().chunks_exact(4))
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
         let array = ndarray::Array2::from_shape_vec((expected[0], expected[1]), values)
             .expect("the shape was checked");
         let index = Module::ALL
@@ -239,7 +329,16 @@ pub fn load_adapter(dir: &Path, model: &GptConfig) -> Result<Lora, PeftError> {
             lora: LoraLayer { a, b },
         });
     }
-    let token_delta = ndarray::Array2::zeros((0, model.n_embd));
+    let token_delta = match token_delta {
+        Some(delta) => delta,
+        None if tokens.is_empty() => ndarray::Array2::zeros((0, model.n_embd)),
+        None => {
+            return Err(bad(format!(
+                "{CONFIG_FILE} lists trainable_token_indices {tokens:?}, but there is no \
+                 {TOKENS_TENSOR}"
+            )));
+        }
+    };
     Ok(Lora {
         config,
         layers,
@@ -278,14 +377,65 @@ fn read_config(path: &Path, bytes: &[u8]) -> Result<LoraConfig, PeftError> {
             .collect(),
         _ => vec!["c_attn".to_string()], // PEFT's default for GPT-2
     };
+    let trainable_tokens = read_tokens(value.get("trainable_token_indices")).map_err(bad)?;
     let config = LoraConfig {
         r: r as usize,
         alpha: alpha as f32,
         target_modules,
-        trainable_tokens: Vec::new(),
+        trainable_tokens,
     };
     config.validate()?;
     Ok(config)
+}
+
+/// `trainable_token_indices`: missing or `null` (none), a list of ids (the
+/// input embedding's, as PEFT writes it), or PEFT's other form, a map from
+/// module name to ids, if it names the input embedding (`wte` or
+/// `transformer.wte`) and perhaps `lm_head` with the same ids, which the
+/// tied model shares. A map giving `lm_head` rows of its own describes a
+/// model whose input and output rows differ, which the book's cannot be.
+fn read_tokens(value: Option<&Value>) -> Result<Vec<u32>, String> {
+    let ids = |list: &Value| -> Result<Vec<u32>, String> {
+        let Some(list) = list.as_array() else {
+            return Err(format!(
+                "trainable_token_indices holds {list}, not a list of token ids"
+            ));
+        };
+        (list.iter())
+            .map(|id| {
+                (id.as_u64().and_then(|id| u32::try_from(id).ok()))
+                    .ok_or_else(|| format!("trainable_token_indices holds {id}, not a token id"))
+            })
+            .collect()
+    };
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(map)) => {
+            let embedding = ["wte", "transformer.wte"].map(|k| map.get(k));
+            let ((Some(list), None) | (None, Some(list))) = (embedding[0], embedding[1]) else {
+                return Err(format!(
+                    "trainable_token_indices {} does not name the input embedding (wte) once",
+                    Value::Object(map.clone())
+                ));
+            };
+            let tokens = ids(list)?;
+            for (key, other) in map {
+                let same = match key.as_str() {
+                    "wte" | "transformer.wte" => true,
+                    "lm_head" => ids(other)? == tokens,
+                    _ => false,
+                };
+                if !same {
+                    return Err(format!(
+                        "trainable_token_indices gives {key:?} rows of its own ({other}); the \
+                         book's model ties lm_head to wte, so only wte's tokens can train"
+                    ));
+                }
+            }
+            Ok(tokens)
+        }
+        Some(list) => ids(list),
+    }
 }
 
 /// `(block, module, 0 for A / 1 for B)` of a PEFT tensor name.
