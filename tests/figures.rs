@@ -38,6 +38,9 @@ const TRAINED: &[&str] = &[
     "attention-map-block1-head2.svg",
     "training-loss.svg",
     "training-lr.svg",
+    "finetune-scratch.svg",
+    "finetune-classifier.svg",
+    "finetune-dpo.svg",
 ];
 
 /// Figures not redrawn here, and why.

@@ -91,5 +91,20 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 5: training and validation loss of a model trained on 2,000 tokens",
             draw: crate::training::overfitting,
         },
+        Figure {
+            file: "finetune-scratch.svg",
+            what: "chapter 6: test-answer loss while tuning, from the book model and from fresh weights",
+            draw: crate::finetuning::scratch_figure,
+        },
+        Figure {
+            file: "finetune-classifier.svg",
+            what: "chapter 6: the region classifier's accuracy against labelled towns",
+            draw: crate::finetuning::classifier_figure,
+        },
+        Figure {
+            file: "finetune-dpo.svg",
+            what: "chapter 6: DPO's reward margin step by step, at two values of beta",
+            draw: crate::finetuning::dpo_figure,
+        },
     ]
 }

@@ -77,31 +77,223 @@ pub fn score_answers(
     })
 }
 
-/// The instruction-tuning run's settings.
-pub fn instruct_config() -> FinetuneConfig {
+/// The instruction-tuning runs' settings: 200 steps of 16 examples, at
+/// `learning_rate`.
+pub fn tuning_config(learning_rate: f32) -> FinetuneConfig {
     FinetuneConfig {
         steps: 200,
         batch_size: 16,
-        learning_rate: 1e-3,
+        learning_rate,
         ..FinetuneConfig::default()
     }
 }
 
-/// Tunes `base` on the instruction data by `method`, with `replay`
-/// examples mixed in (none: `&[]`); returns the tuner and the losses.
-pub fn instruction_tune(
-    base: &Gpt,
-    tokenizer: &TextTokenizer,
+// ANCHOR: recipe
+/// The ways the chapter tunes the book model, each at the learning rate
+/// that suits it (LoRA's few numbers take larger steps).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Recipe {
+    /// Every weight, at 1e-4.
+    Full,
+    /// The last block and `ln_f`, at 1e-4.
+    LastBlock,
+    /// LoRA of rank `r` on `c_attn` (alpha = 2r), at 3e-3, with or without
+    /// the end-of-turn token's embedding row trainable too.
+    Lora {
+        /// The rank.
+        r: usize,
+        /// Whether `<|endoftext|>`'s row trains.
+        end_row: bool,
+    },
+}
+
+impl Recipe {
+    /// The method and the run's settings, for a model using `tokenizer`.
+    pub fn method(self, tokenizer: &TextTokenizer) -> anyhow::Result<(Method, FinetuneConfig)> {
+        Ok(match self {
+            Recipe::Full => (Method::Full, tuning_config(1e-4)),
+            Recipe::LastBlock => (Method::LastBlock, tuning_config(1e-4)),
+            Recipe::Lora { r, end_row } => {
+                let mut lora = lora_config(r);
+                if end_row {
+                    lora.trainable_tokens = vec![end_of_turn(tokenizer)?];
+                }
+                (Method::Lora(lora), tuning_config(3e-3))
+            }
+        })
+    }
+}
+// ANCHOR_END: recipe
+
+/// What one tuning run gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// How many numbers trained.
+    pub trainable: usize,
+    /// The bytes of AdamW's running averages.
+    pub optimizer_bytes: usize,
+    /// The last step's loss.
+    pub final_loss: f32,
+    /// Greedy answers to the questions about 8 of the tuned towns.
+    pub tuned: AnswerScore,
+    /// Greedy answers to the test towns' questions.
+    pub test: AnswerScore,
+    /// The loss on stories the model never saw ([`story_loss`]).
+    pub story: f32,
+    /// The answers to the first four test questions.
+    pub answers: Vec<String>,
+    /// What the model writes after `User:`, greedily (12 tokens).
+    pub after_user: String,
+}
+
+// ANCHOR: outcome
+/// Tunes the book model on the tuned towns' questions by `recipe` (with
+/// `replay`), and measures the result.
+pub fn outcome(recipe: Recipe, replay: &[Encoded]) -> anyhow::Result<Outcome> {
+    let tokenizer = TextTokenizer::Bpe(listings::tokens::book_tokenizer().clone());
+    let (method, config) = recipe.method(&tokenizer)?;
+    outcome_of(method, &config, true, replay)
+}
+
+/// [`outcome`] for any method and settings, with or without the end token.
+pub fn outcome_of(
     method: Method,
     config: &FinetuneConfig,
     end_token: bool,
     replay: &[Encoded],
-) -> anyhow::Result<(FineTuner, Vec<f32>)> {
-    let (train, _) = instruction_split();
-    tune_on(base, tokenizer, method, config, end_token, &train, replay)
+) -> anyhow::Result<Outcome> {
+    let settings = format!(
+        "{method:?}\n{config:?}\nend token {end_token}\nreplay {}",
+        ids_hash(replay)
+    );
+    let key = crate::cache::key(
+        "ch06-outcome",
+        &["finetuning.rs", "book_model.rs"],
+        &settings,
+    );
+    crate::cache::cached(&key, write_outcome, read_outcome, || {
+        let book = crate::book_model::shared_book_model().map_err(anyhow::Error::msg)?;
+        let (gpt, tokenizer) = (&book.gpt, &book.tokenizer);
+        let (tuned, test) = instruction_split();
+        let (tuner, losses) = tune_on(gpt, tokenizer, method, config, end_token, &tuned, replay)?;
+        let gpt = tuner.gpt();
+        let greedy = listings::sample::SampleConfig {
+            max_new_tokens: 12,
+            temperature: 0.0,
+            ..listings::sample::SampleConfig::default()
+        };
+        let after_user = listings::sample::sample_text(gpt, tokenizer, "User:", &greedy)?;
+        let answers = (test[..4].iter())
+            .map(|q| Ok(answer(gpt, tokenizer, &q.prompt, ANSWER_BUDGET)?.text))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Outcome {
+            trainable: tuner.trainable_parameters(),
+            optimizer_bytes: tuner.optimizer_state_bytes(),
+            final_loss: *losses.last().expect("at least one step"),
+            tuned: score_answers(gpt, tokenizer, &tuned[..56])?,
+            test: score_answers(gpt, tokenizer, &test)?,
+            story: story_loss(gpt, tokenizer)?,
+            answers,
+            after_user,
+        })
+    })
+}
+// ANCHOR_END: outcome
+
+/// A hash of examples' ids and prompt lengths, for a cache key.
+fn ids_hash(examples: &[Encoded]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for e in examples {
+        for &x in e.ids.iter().chain([&(e.prompt_len as u32)]) {
+            h = (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    format!("{} examples, {h:016x}", examples.len())
 }
 
-/// [`instruction_tune`] on other instruction data.
+/// Writes an [`Outcome`] as lines of text, every f32 by its bits.
+fn write_outcome(o: &Outcome, path: &std::path::Path) -> anyhow::Result<()> {
+    let f = |x: f32| format!("{:08x}", x.to_bits());
+    let mut text = format!(
+        "{}\n{}\n{}\n{} {}\n{} {}\n{}\n",
+        o.trainable,
+        o.optimizer_bytes,
+        f(o.final_loss),
+        f(o.tuned.exact),
+        f(o.tuned.stopped),
+        f(o.test.exact),
+        f(o.test.stopped),
+        f(o.story)
+    );
+    for a in std::iter::once(&o.after_user).chain(&o.answers) {
+        text.push_str(&a.bytes().map(|b| format!("{b:02x}")).collect::<String>());
+        text.push('\n');
+    }
+    Ok(std::fs::write(path, text)?)
+}
+
+/// Reads what [`write_outcome`] wrote.
+fn read_outcome(path: &std::path::Path) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(path)?;
+    let mut lines = text.lines();
+    let mut next = || {
+        lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("short outcome file"))
+    };
+    let f = |s: &str| -> anyhow::Result<f32> { Ok(f32::from_bits(u32::from_str_radix(s, 16)?)) };
+    let pair = |s: &str| -> anyhow::Result<AnswerScore> {
+        let (a, b) = s
+            .split_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("bad score line"))?;
+        Ok(AnswerScore {
+            exact: f(a)?,
+            stopped: f(b)?,
+        })
+    };
+    let trainable = next()?.parse()?;
+    let optimizer_bytes = next()?.parse()?;
+    let final_loss = f(next()?)?;
+    let tuned = pair(next()?)?;
+    let test = pair(next()?)?;
+    let story = f(next()?)?;
+    let mut answers: Vec<String> = Vec::new();
+    for line in lines {
+        let bytes = (0..line.len() / 2)
+            .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?;
+        answers.push(String::from_utf8(bytes)?);
+    }
+    if answers.is_empty() {
+        anyhow::bail!("short outcome file");
+    }
+    let after_user = answers.remove(0);
+    Ok(Outcome {
+        trainable,
+        optimizer_bytes,
+        final_loss,
+        tuned,
+        test,
+        story,
+        answers,
+        after_user,
+    })
+}
+
+/// Tunes `base` on `data` (with `replay` examples mixed in) by `recipe`.
+pub fn tune(
+    base: &Gpt,
+    tokenizer: &TextTokenizer,
+    recipe: Recipe,
+    data: &[Instruction],
+    replay: &[Encoded],
+) -> anyhow::Result<(FineTuner, Vec<f32>)> {
+    let (method, config) = recipe.method(tokenizer)?;
+    tune_on(base, tokenizer, method, &config, true, data, replay)
+}
+
+/// Tunes `base` on `data` (with `replay` examples mixed in) by `method`,
+/// with or without the end-of-turn token; returns the tuner and the losses.
 pub fn tune_on(
     base: &Gpt,
     tokenizer: &TextTokenizer,
@@ -126,21 +318,6 @@ pub fn lora_config(r: usize) -> LoraConfig {
         alpha: 2.0 * r as f32,
         target_modules: vec!["c_attn".into()],
         trainable_tokens: Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_test_towns_are_never_asked_about_in_tuning() {
-        let (tuned, test) = instruction_split();
-        assert_eq!(tuned.len(), 7 * TUNED_TOWNS);
-        assert_eq!(test.len(), 7 * (listings::corpus::TOWN_COUNT - TUNED_TOWNS));
-        for town in &world().towns[TUNED_TOWNS..] {
-            assert!(tuned.iter().all(|q| !q.prompt.contains(&town.name)));
-        }
     }
 }
 
@@ -410,53 +587,48 @@ pub fn new_town_questions_in_context() -> Vec<Instruction> {
         .collect()
 }
 
-/// The tuned towns' questions with their facts in the prompt: teaches a
-/// model to read an answer from its context.
-pub fn tuned_questions_in_context() -> Vec<Instruction> {
-    (world().towns[..TUNED_TOWNS].iter())
-        .flat_map(|town| Attribute::ALL.map(|a| with_context(town, a)))
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // Preference tuning: a style the code can score.
 
-/// The sign-off of the preferred style.
-pub const SIGN_OFF: &str = " Glad to help!";
+/// How an answer in the preferred style ends: with enthusiasm.
+pub const PREFERRED_END: &str = "!";
 
-/// Preference pairs on the tuned towns' questions: the same fact, with the
-/// sign-off (chosen) and without (rejected).
+/// How an answer in the other style ends.
+pub const PLAIN_END: &str = ".";
+
+/// Preference pairs on the tuned towns' questions: the same fact, ending
+/// with `!` (chosen) or with `.` (rejected).
 pub fn sign_off_pairs() -> Vec<listings::finetune::chat::Preference> {
     let (tuned, _) = instruction_split();
     tuned
         .into_iter()
         .map(|q| listings::finetune::chat::Preference {
-            chosen: format!("{}.{SIGN_OFF}", q.response),
-            rejected: q.response,
+            chosen: format!("{}{PREFERRED_END}", q.response),
+            rejected: format!("{}{PLAIN_END}", q.response),
             prompt: q.prompt,
         })
         .collect()
 }
 
-/// The instruction data with the sign-off on every other answer: a model
-/// tuned on it signs off about half the time, and preference tuning can
-/// then move that share.
-pub fn half_signed() -> Vec<Instruction> {
+/// The instruction data with every other answer ending in `!` and the
+/// rest in `.`: a model tuned on it writes each about half the time, and
+/// preference tuning can then move that share.
+pub fn mixed_styles() -> Vec<Instruction> {
     let (tuned, _) = instruction_split();
     (tuned.into_iter().enumerate())
-        .map(|(i, q)| match i % 2 {
-            0 => Instruction {
-                response: format!("{}.{SIGN_OFF}", q.response),
+        .map(|(i, q)| {
+            let end = if i % 2 == 0 { PREFERRED_END } else { PLAIN_END };
+            Instruction {
+                response: format!("{}{end}", q.response),
                 ..q
-            },
-            _ => q,
+            }
         })
         .collect()
 }
 
 /// How a model's answers to `questions` read, `samples` answers each drawn
-/// at temperature 1: the share that end with the sign-off, and the share
-/// that begin with the right fact.
+/// at temperature 1: the share that end in the preferred style, and the
+/// share that begin with the right fact.
 pub fn style_score(
     gpt: &Gpt,
     tokenizer: &TextTokenizer,
@@ -468,10 +640,275 @@ pub fn style_score(
     for q in questions {
         for _ in 0..samples {
             let a = answer_sampled(gpt, tokenizer, &q.prompt, ANSWER_BUDGET, 1.0, &mut rng)?;
-            signed += usize::from(a.stopped && a.text.ends_with(SIGN_OFF.trim_start()));
+            signed += usize::from(a.stopped && a.text.ends_with(PREFERRED_END));
             right += usize::from(a.text.starts_with(&q.response));
         }
     }
     let n = (questions.len() * samples) as f32;
     Ok((signed as f32 / n, right as f32 / n))
+}
+
+// ---------------------------------------------------------------------------
+// Looking at the pieces.
+
+/// An encoded example as text, token by token (`|` between tokens), with
+/// the tokens the response-only loss predicts in brackets.
+pub fn show_mask(tokenizer: &TextTokenizer, example: &Encoded) -> String {
+    (example.ids.iter().enumerate())
+        .map(|(i, &id)| {
+            let text = tokenizer.decode_lossy(&[id]).replace('\n', "\\n");
+            if i >= example.prompt_len {
+                format!("[{text}]")
+            } else {
+                text
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// For each adapted layer of a LoRA-tuned model, the largest difference
+/// between the merged layer's output (what the tuned model computed on the
+/// test questions) and the unmerged one, `x·W + b + s·(x·Aᵀ)·Bᵀ`, on the
+/// same inputs.
+pub fn merged_vs_unmerged(
+    base: &Gpt,
+    tuner: &FineTuner,
+    tokenizer: &TextTokenizer,
+) -> anyhow::Result<Vec<(String, f32)>> {
+    use listings::finetune::lora::lora_forward;
+    let lora = tuner
+        .lora()
+        .ok_or_else(|| anyhow::anyhow!("not a LoRA run"))?;
+    let (_, test) = instruction_split();
+    let encoded = encode_all(tokenizer, &test, true, base.config().block_size)?;
+    let refs: Vec<&Encoded> = encoded.iter().collect();
+    let batch = listings::finetune::chat::pack(&refs, LossOn::All, end_of_turn(tokenizer)?);
+    let gpt = tuner.gpt();
+    let mut acts = listings::model::Activations::new(gpt.config(), 0, 0);
+    gpt.forward_with(&mut acts, &batch.idx, None)?;
+    let mut out = Vec::new();
+    for l in &lora.layers {
+        if l.module != listings::finetune::lora::Module::AttnCAttn {
+            anyhow::bail!("only c_attn's output is kept in the activations");
+        }
+        let layer = &acts.layers[l.block];
+        let (b, t, c) = layer.ln1.dim();
+        let x = layer.ln1.to_shape((b * t, c))?; // the layer's input, (N, C)
+        let merged = layer.qkv.to_shape((b * t, 3 * c))?; // what the merged layer wrote
+        let base_layer = l.module.of(&base.params().h[l.block]);
+        let (unmerged, _) = lora_forward(&x, base_layer, &l.lora, lora.config.scale());
+        let diff = (&merged - &unmerged)
+            .mapv(f32::abs)
+            .fold(0.0_f32, |m, &d| m.max(d));
+        out.push((format!("h.{}.{}", l.block, l.module.name()), diff));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Figures.
+
+/// Figure: the test towns' answer loss while tuning, from the book model
+/// and from fresh weights ([`test_loss_curve`], every 10 steps).
+pub fn scratch_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::book_model::{BOOK_MODEL_SEED, book_model_config, shared_book_model};
+    use crate::plot::{Axes, Series, line_chart};
+    let book = shared_book_model().map_err(anyhow::Error::msg)?;
+    let fresh = Gpt::new(book_model_config(), BOOK_MODEL_SEED)?;
+    let mut series = Vec::new();
+    for (name, start) in [
+        ("from the book model", &book.gpt),
+        ("from fresh weights", &fresh),
+    ] {
+        let (_, curve) = test_loss_curve(
+            start,
+            &book.tokenizer,
+            Method::Full,
+            &tuning_config(1e-4),
+            10,
+        )?;
+        let points = curve
+            .iter()
+            .map(|&(s, l)| (s as f64, f64::from(l)))
+            .collect();
+        series.push(Series { name, points });
+    }
+    let axes = Axes {
+        title: "Tuning on 32 towns' questions: loss on the other 16 towns' answers",
+        x_label: "step",
+        y_label: "loss on the test answers (nats per token)",
+        log_y: false,
+        log_x: false,
+    };
+    line_chart(path, &axes, &series)
+}
+
+/// The labelled-town counts of the classifier figure.
+pub const LABELLED: [usize; 5] = [2, 4, 8, 16, 32];
+
+/// Figure: the region classifier's accuracy on towns it never saw, against
+/// how many towns were labelled, by what trains and from which start.
+pub fn classifier_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::book_model::{BOOK_MODEL_SEED, book_model_config, shared_book_model};
+    use crate::plot::{Axes, Series, line_chart_with_legend};
+    use listings::finetune::classify::Readout;
+    let book = shared_book_model().map_err(anyhow::Error::msg)?;
+    let fresh = Gpt::new(book_model_config(), BOOK_MODEL_SEED)?;
+    let examples = region_examples(&book.tokenizer)?;
+    let runs = [
+        ("book model, every weight", &book.gpt, Method::Full),
+        ("book model, head only", &book.gpt, Method::Frozen),
+        ("fresh weights, every weight", &fresh, Method::Full),
+    ];
+    let mut series = Vec::new();
+    for (name, start, method) in runs {
+        let mut points = Vec::new();
+        for n in LABELLED {
+            let acc = region_accuracy(
+                start,
+                &examples,
+                &method,
+                Readout::Last,
+                n,
+                CLASSIFIER_STEPS,
+                CLASSIFIER_LR,
+            )?;
+            points.push((n as f64, f64::from(acc)));
+        }
+        series.push(Series { name, points });
+    }
+    series.push(Series {
+        name: "chance (1 in 8)",
+        points: vec![(2.0, 0.125), (32.0, 0.125)],
+    });
+    let axes = Axes {
+        title: "Which region is a town in? Accuracy on towns never labelled",
+        x_label: "labelled towns",
+        y_label: "accuracy",
+        log_y: false,
+        log_x: true,
+    };
+    line_chart_with_legend(
+        path,
+        &axes,
+        &series,
+        plotters::prelude::SeriesLabelPosition::UpperLeft,
+    )
+}
+
+/// The classifier's training steps (all labelled towns in every step).
+pub const CLASSIFIER_STEPS: usize = 100;
+
+/// The classifier's learning rate, for the head and the model alike.
+pub const CLASSIFIER_LR: f32 = 3e-3;
+
+/// The DPO runs of the chapter: from the book model tuned (LoRA r = 4,
+/// with the end token's row) on [`mixed_styles`], every weight at 1e-5,
+/// `steps` steps with β = `beta`. Returns the tuned-on-styles model and
+/// the run's statistics, step by step.
+pub fn dpo_run(
+    beta: f32,
+    steps: usize,
+) -> anyhow::Result<(Gpt, Vec<listings::finetune::dpo::DpoStats>)> {
+    use crate::book_model::shared_book_model;
+    use listings::finetune::chat::encode_chat;
+    use listings::finetune::run::{EncodedPair, reference_logprobs, train_dpo};
+    let book = shared_book_model().map_err(anyhow::Error::msg)?;
+    let tok = &book.tokenizer;
+    let (sft, _) = tune(
+        &book.gpt,
+        tok,
+        Recipe::Lora {
+            r: 4,
+            end_row: true,
+        },
+        &mixed_styles(),
+        &[],
+    )?;
+    let sft = sft.gpt().clone();
+    let pairs = (sign_off_pairs().iter())
+        .map(|p| {
+            Ok(EncodedPair {
+                chosen: encode_chat(tok, &p.prompt, &p.chosen, true)?,
+                rejected: encode_chat(tok, &p.prompt, &p.rejected, true)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pad = end_of_turn(tok)?;
+    let reference = reference_logprobs(&sft, &pairs, pad)?;
+    let mut tuner = FineTuner::new(sft.clone(), Method::Full, AdamWConfig::default(), 1)?;
+    let config = FinetuneConfig {
+        steps,
+        learning_rate: 1e-5,
+        beta,
+        ..FinetuneConfig::default()
+    };
+    let history = train_dpo(&mut tuner, &pairs, &reference, &config, pad, |_, _, _| {})?;
+    Ok((sft, history))
+}
+
+/// Figure: DPO's reward margin, step by step, at β = 0.1 and 0.5.
+pub fn dpo_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::plot::{Axes, Series, line_chart_with_legend};
+    let mut series = Vec::new();
+    for (name, beta) in [("β = 0.1", 0.1), ("β = 0.5", 0.5)] {
+        let (_, history) = dpo_run(beta, 400)?;
+        let points = (history.iter().enumerate())
+            .map(|(i, s)| ((i + 1) as f64, f64::from(s.margin)))
+            .collect();
+        series.push(Series { name, points });
+    }
+    let axes = Axes {
+        title: "Preference tuning: the reward margin of each batch",
+        x_label: "step",
+        y_label: "margin z = β·(gain of chosen − gain of rejected)",
+        log_y: false,
+        log_x: false,
+    };
+    line_chart_with_legend(
+        path,
+        &axes,
+        &series,
+        plotters::prelude::SeriesLabelPosition::UpperLeft,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_survives_the_cache_to_the_bit() {
+        let o = Outcome {
+            trainable: 2112,
+            optimizer_bytes: 16896,
+            final_loss: 0.1 + 0.2,
+            tuned: AnswerScore {
+                exact: 0.75,
+                stopped: 1.0,
+            },
+            test: AnswerScore {
+                exact: 1.0 / 3.0,
+                stopped: 0.0,
+            },
+            story: f32::MIN_POSITIVE,
+            answers: vec!["Amber Hills".into(), "a\nb \"é\"".into(), String::new()],
+            after_user: "User: Tamber<|endoftext|>".into(),
+        };
+        let path = std::env::temp_dir().join(format!("outcome-{}", std::process::id()));
+        write_outcome(&o, &path).unwrap();
+        assert_eq!(read_outcome(&path).unwrap(), o);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn the_test_towns_are_never_asked_about_in_tuning() {
+        let (tuned, test) = instruction_split();
+        assert_eq!(tuned.len(), 7 * TUNED_TOWNS);
+        assert_eq!(test.len(), 7 * (listings::corpus::TOWN_COUNT - TUNED_TOWNS));
+        for town in &world().towns[TUNED_TOWNS..] {
+            assert!(tuned.iter().all(|q| !q.prompt.contains(&town.name)));
+        }
+    }
 }

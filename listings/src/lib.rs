@@ -17,6 +17,7 @@
 //! | [`optim`] | SGD, momentum, AdamW, the learning-rate schedule, clipping | 5 |
 //! | [`train`] | batches, one training step, the training loop, the memory a run will need | 5 |
 //! | [`checkpoint`] | saving and loading a model with its tokenizer and optimiser (safetensors) | 5 |
+//! | [`finetune`] | LoRA, instruction tuning with a response-only loss, DPO, a classifier head, PEFT adapters | 6 |
 //! | [`sample`] | text from a trained model: temperature, top-k, greedy | 5, 7 |
 //!
 //! The command-line tool (`src/main.rs`, behind the default `cli` feature)
