@@ -256,6 +256,45 @@ fn lora_writes_a_peft_adapter_and_merge_lora_folds_it_in_bit_for_bit() {
 }
 
 #[test]
+fn lora_can_train_the_end_token_s_row_and_saves_it_as_peft_does() {
+    let setup = Setup::new();
+    let adapter = setup.path("adapter");
+    let extra = ["--rank", "2", "--train-end-token"];
+    let stdout = ran(&setup.finetune(&setup.chat, "lora", &adapter, &extra));
+    assert!(
+        stdout.contains(
+            "(rank 2, alpha 16, 2 layers: c_attn), and the embedding row of <|endoftext|>"
+        ),
+        "{stdout}"
+    );
+    let base = load(&setup.base);
+    let eot = listings::finetune::chat::end_of_turn(&base.tokenizer).unwrap();
+    let config: Value =
+        serde_json::from_slice(&fs::read(adapter.join(CONFIG_FILE)).unwrap()).unwrap();
+    assert_eq!(config["trainable_token_indices"], json!([eot]));
+    let lora = load_adapter(&adapter, &base.gpt).unwrap();
+    assert_eq!(lora.config.trainable_tokens, [eot]);
+    assert!(
+        lora.token_delta.iter().any(|&d| d != 0.0),
+        "the row trained"
+    );
+    // Only with LoRA, and only with the end token.
+    let out = setup.path("out");
+    let refused_full = refused(&setup.finetune(&setup.chat, "full", &out, &["--train-end-token"]));
+    assert!(
+        refused_full.contains("--train-end-token applies only to LoRA"),
+        "{refused_full}"
+    );
+    let both = ["--train-end-token", "--no-end-token"];
+    let refused_both = refused(&setup.finetune(&setup.chat, "lora", &out, &both));
+    assert!(
+        refused_both.contains("cannot go with --no-end-token"),
+        "{refused_both}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn full_and_last_block_write_checkpoints_that_load_and_sample() {
     let setup = Setup::new();
     let base = load(&setup.base);

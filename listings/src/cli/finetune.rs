@@ -144,6 +144,11 @@ pub struct FinetuneArgs {
     /// learns where a response ends).
     #[arg(long)]
     no_end_token: bool,
+    /// With LoRA, train the embedding row of <|endoftext|> too (PEFT's
+    /// trainable_token_indices): a base that never wrote that token cannot
+    /// learn to end its answers with adapters alone (chapter 6).
+    #[arg(long)]
+    train_end_token: bool,
     /// Seeds the order of the records and LoRA's initial A.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
@@ -187,6 +192,8 @@ struct Plan {
     objective: Objective,
     config: FinetuneConfig,
     end_token: bool,
+    /// LoRA trains `<|endoftext|>`'s embedding row as well.
+    train_end_token: bool,
     log_interval: usize,
 }
 
@@ -213,11 +220,15 @@ fn plan(args: &FinetuneArgs) -> Result<Plan> {
         ("--rank", args.rank.is_some()),
         ("--alpha", args.alpha.is_some()),
         ("--target-modules", args.target_modules.is_some()),
+        ("--train-end-token", args.train_end_token),
     ];
     if trains != DpoBase::Lora
         && let Some((flag, _)) = lora_flags.iter().find(|(_, given)| *given)
     {
         bail!("{flag} applies only to LoRA: --method lora, or --method dpo --dpo-base lora");
+    }
+    if args.train_end_token && args.no_end_token {
+        bail!("--train-end-token trains the end token's row: it cannot go with --no-end-token");
     }
     if !dpo && args.beta.is_some() {
         bail!("--beta is DPO's: it applies only to --method dpo");
@@ -292,6 +303,7 @@ fn plan(args: &FinetuneArgs) -> Result<Plan> {
             seed: args.seed,
         },
         end_token: !args.no_end_token,
+        train_end_token: args.train_end_token,
         log_interval: args.log_interval.max(1),
     })
 }
@@ -661,13 +673,21 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
         false => Some(mean_loss(&base.gpt, evaluated, cfg.loss_on, pad)?),
         true => None,
     };
-    let mut tuner = FineTuner::new(base.gpt.clone(), plan.method.clone(), adamw, cfg.seed)?;
+    let mut method = plan.method.clone();
+    if let (true, Method::Lora(c)) = (plan.train_end_token, &mut method) {
+        c.trainable_tokens = vec![pad]; // the end-of-turn id: checked above
+    }
+    let mut tuner = FineTuner::new(base.gpt.clone(), method, adamw, cfg.seed)?;
     let total = base.gpt.num_parameters();
     let what = match &plan.method {
         Method::Lora(c) => {
             let lora = tuner.lora().expect("a LoRA tuner has adapters");
+            let rows = match lora.config.trainable_tokens.is_empty() {
+                true => "",
+                false => ", and the embedding row of <|endoftext|>",
+            };
             format!(
-                "LoRA adapters (rank {}, alpha {}, {} layers: {})",
+                "LoRA adapters (rank {}, alpha {}, {} layers: {}){rows}",
                 c.r,
                 c.alpha,
                 lora.layers.len(),
