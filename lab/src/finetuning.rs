@@ -64,9 +64,10 @@ pub fn score_answers(
     tokenizer: &TextTokenizer,
     questions: &[Instruction],
 ) -> anyhow::Result<AnswerScore> {
+    let prompts: Vec<&str> = questions.iter().map(|q| q.prompt.as_str()).collect();
+    let answers = greedy_answers(gpt, tokenizer, &prompts, ANSWER_BUDGET)?;
     let (mut exact, mut stopped) = (0, 0);
-    for q in questions {
-        let a = answer(gpt, tokenizer, &q.prompt, ANSWER_BUDGET)?;
+    for (q, a) in questions.iter().zip(&answers) {
         exact += usize::from(a.stopped && a.text == q.response);
         stopped += usize::from(a.stopped);
     }
@@ -75,6 +76,81 @@ pub fn score_answers(
         exact: exact as f32 / n,
         stopped: stopped as f32 / n,
     })
+}
+
+/// [`answer`] for many prompts at once ([`greedy_continuations`] of the
+/// prompts in the chat template, stopping at the end-of-turn token).
+pub fn greedy_answers(
+    gpt: &Gpt,
+    tokenizer: &TextTokenizer,
+    prompts: &[&str],
+    max_tokens: usize,
+) -> anyhow::Result<Vec<listings::finetune::run::Answer>> {
+    let eot = end_of_turn(tokenizer)?;
+    let texts: Vec<String> = (prompts.iter())
+        .map(|p| listings::finetune::chat::prompt_text(p))
+        .collect();
+    let continued = greedy_continuations(gpt, tokenizer, &texts, max_tokens, Some(eot))?;
+    Ok((continued.into_iter())
+        .map(|(ids, stopped)| {
+            let text = tokenizer.decode_lossy(&ids);
+            listings::finetune::run::Answer {
+                text: text.strip_prefix(' ').unwrap_or(&text).to_string(),
+                stopped,
+            }
+        })
+        .collect())
+}
+
+/// The greedy continuations of `texts`, up to `max_tokens` new tokens each
+/// or until `stop` (not included), and whether each stopped. One forward
+/// pass per token serves every text still going: the rows are padded at
+/// the end, and under the causal mask what follows a position cannot
+/// change its logits, so each continuation is the one a forward pass per
+/// text would give.
+pub fn greedy_continuations(
+    gpt: &Gpt,
+    tokenizer: &TextTokenizer,
+    texts: &[String],
+    max_tokens: usize,
+    stop: Option<u32>,
+) -> anyhow::Result<Vec<(Vec<u32>, bool)>> {
+    let mut rows = (texts.iter())
+        .map(|t| tokenizer.encode(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let starts: Vec<usize> = rows.iter().map(Vec::len).collect();
+    let mut stopped = vec![false; rows.len()];
+    let block = gpt.config().block_size;
+    for _ in 0..max_tokens {
+        let active: Vec<usize> = (0..rows.len()).filter(|&r| !stopped[r]).collect();
+        if active.is_empty() {
+            break;
+        }
+        if active.iter().any(|&r| rows[r].len() > block) {
+            anyhow::bail!("a text outgrew the context; generate it alone, with a sliding window");
+        }
+        let t = active.iter().map(|&r| rows[r].len()).max().unwrap_or(1);
+        let mut idx = ndarray::Array2::zeros((active.len(), t));
+        for (i, &r) in active.iter().enumerate() {
+            for (j, &id) in rows[r].iter().enumerate() {
+                idx[[i, j]] = id;
+            }
+        }
+        let (logits, _) = gpt.forward(&idx, None)?;
+        for (i, &r) in active.iter().enumerate() {
+            let last = logits.slice(ndarray::s![i, rows[r].len() - 1, ..]);
+            let max = last.fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+            let next = last.iter().position(|&l| l == max).unwrap_or(0) as u32;
+            if Some(next) == stop {
+                stopped[r] = true;
+            } else {
+                rows[r].push(next);
+            }
+        }
+    }
+    Ok((rows.into_iter().zip(starts).zip(stopped))
+        .map(|((ids, start), stopped)| (ids[start..].to_vec(), stopped))
+        .collect())
 }
 
 /// The instruction-tuning runs' settings: 200 steps of 16 examples, at
@@ -413,20 +489,17 @@ pub fn base_recall(
     tokenizer: &TextTokenizer,
     questions: &[Instruction],
 ) -> anyhow::Result<f32> {
-    use listings::sample::{SampleConfig, generate};
-    let mut right = 0;
-    for q in questions {
-        let ids = tokenizer.encode(&format!("Q: {}\nA:", q.prompt))?;
-        let config = SampleConfig {
-            max_new_tokens: 12,
-            temperature: 0.0,
-            ..SampleConfig::default()
-        };
-        let out = generate(gpt, &ids, &config)?;
-        let text = tokenizer.decode_lossy(&out[ids.len()..]);
-        let line = text.split('\n').next().unwrap_or("").trim();
-        right += usize::from(line == q.response);
-    }
+    let texts: Vec<String> = questions
+        .iter()
+        .map(|q| format!("Q: {}\nA:", q.prompt))
+        .collect();
+    let continued = greedy_continuations(gpt, tokenizer, &texts, 12, None)?;
+    let right = (questions.iter().zip(continued))
+        .filter(|(q, (ids, _))| {
+            let text = tokenizer.decode_lossy(ids);
+            text.split('\n').next().unwrap_or("").trim() == q.response
+        })
+        .count();
     Ok(right as f32 / questions.len() as f32)
 }
 
