@@ -976,6 +976,23 @@ mod tests {
     }
 
     #[test]
+    fn answers_in_a_batch_are_the_answers_one_at_a_time() {
+        let tokenizer = TextTokenizer::Bpe(listings::tokens::book_tokenizer().clone());
+        let config = listings::model::GptConfig::toy(tokenizer.vocab_size());
+        let gpt = Gpt::new(config, 3).unwrap();
+        let (_, test) = instruction_split();
+        let prompts: Vec<&str> = test[..12].iter().map(|q| q.prompt.as_str()).collect();
+        let batched = greedy_answers(&gpt, &tokenizer, &prompts, ANSWER_BUDGET).unwrap();
+        for (prompt, got) in prompts.iter().zip(&batched) {
+            assert_eq!(
+                *got,
+                answer(&gpt, &tokenizer, prompt, ANSWER_BUDGET).unwrap()
+            );
+        }
+        assert!(batched.iter().any(|a| a.text.len() > 10), "{batched:?}");
+    }
+
+    #[test]
     fn the_test_towns_are_never_asked_about_in_tuning() {
         let (tuned, test) = instruction_split();
         assert_eq!(tuned.len(), 7 * TUNED_TOWNS);
