@@ -3,6 +3,9 @@
 //! section), a run says what it left on disk, and settings that cannot work
 //! are refused before any work, naming the flag.
 
+mod common;
+use common::{interrupted, listing, listings, refused, text};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -12,17 +15,6 @@ use std::process::{Command, Output, Stdio};
 use listings::checkpoint::{self, save};
 use listings::model::{Gpt, GptConfig};
 use listings::tokens::{CharVocab, TextTokenizer};
-
-fn listings(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_listings"))
-        .args(args)
-        .output()
-        .expect("the listings binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A small text with structure a model can pick up.
 fn write_text(dir: &Path) -> PathBuf {
@@ -81,29 +73,6 @@ const RUN40: &[&str] = &[
     "--eval-interval",
     "20",
 ];
-
-/// A refused command: exit code 1, no panic, stderr returned.
-fn refused(output: &Output) -> String {
-    let stderr = text(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "should fail: {stderr}\n{}",
-        text(&output.stdout)
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
-/// The names in a folder, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 /// A folder with the text and a checkpoint trained on it (40 steps).
 fn trained() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -522,29 +491,24 @@ fn temporary_files_of_a_killed_save_are_removed_by_the_next_run() {
 fn ctrl_c_stops_between_steps_and_says_where_the_last_checkpoint_is() {
     let (dir, data, out) = trained();
     let before = fs::read(&out).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_listings"))
-        .args(["train", "--data", data.to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap(), "--resume"])
-        .args(["--max-iters", "1000000", "--lr-decay-iters", "1000000"])
-        .args(["--eval-interval", "1000000", "--log-interval", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let args = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+        "--max-iters",
+        "1000000",
+        "--lr-decay-iters",
+        "1000000",
+        "--eval-interval",
+        "1000000",
+        "--log-interval",
+        "1",
+    ];
     // Wait until it trains, then interrupt it as Ctrl-C would.
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("iter 45:") {
-            break;
-        }
-    }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    for _ in lines.by_ref() {}
-    let done = child.wait_with_output().unwrap();
+    let done = interrupted(&args, "iter 45:");
     let stderr = text(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted at step "), "{stderr}");

@@ -3,11 +3,13 @@
 //! refused with a message naming what is wrong, exit code 1, and `--out`
 //! left as it was.
 
+mod common;
+use common::{interrupted, listing, listings, refused, text};
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use listings::checkpoint::{self, Checkpoint};
 use listings::finetune::peft::{CONFIG_FILE, PREFIX, WEIGHTS_FILE, load_adapter};
@@ -16,17 +18,6 @@ use listings::tokens::{CharVocab, TextTokenizer, train_with_endoftext};
 use ndarray::Array2;
 use safetensors::SafeTensors;
 use serde_json::{Value, json};
-
-fn listings(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_listings"))
-        .args(args)
-        .output()
-        .expect("the listings binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A command that succeeded: its standard output.
 fn ran(output: &Output) -> String {
@@ -37,29 +28,6 @@ fn ran(output: &Output) -> String {
         text(&output.stdout)
     );
     text(&output.stdout)
-}
-
-/// A refused command: exit code 1, no panic, stderr returned.
-fn refused(output: &Output) -> String {
-    let stderr = text(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "should fail: {stderr}\n{}",
-        text(&output.stdout)
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
-/// The names in a folder (hidden ones included), sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn s(path: &Path) -> &str {
@@ -856,33 +824,22 @@ fn out_follows_the_same_policy_as_train() {
 fn ctrl_c_stops_between_steps_and_writes_nothing() {
     let setup = Setup::new();
     let adapter = setup.path("adapter");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_listings"))
-        .args([
-            "finetune",
-            "--base",
-            s(&setup.base),
-            "--data",
-            s(&setup.chat),
-        ])
-        .args(["--method", "lora", "--out", s(&adapter)])
-        .args(["--steps", "1000000", "--log-interval", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("step 5:") {
-            break;
-        }
-    }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    for _ in lines.by_ref() {}
-    let done = child.wait_with_output().unwrap();
+    let args = [
+        "finetune",
+        "--base",
+        s(&setup.base),
+        "--data",
+        s(&setup.chat),
+        "--method",
+        "lora",
+        "--out",
+        s(&adapter),
+        "--steps",
+        "1000000",
+        "--log-interval",
+        "1",
+    ];
+    let done = interrupted(&args, "step 5:");
     let stderr = text(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{stderr}");
     assert!(

@@ -36,18 +36,7 @@ pub enum Existing {
 /// `inputs` (`(flag, path)` pairs; `-` for standard input is skipped).
 pub fn check_output(path: &Path, flag: &str, inputs: &[(&str, &str)]) -> Result<Existing> {
     let shown = path.display();
-    let folder = folder_of(path);
-    match fs::metadata(&folder) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => bail!("{flag} {shown}: {} is not a folder", folder.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            bail!(
-                "{flag} {shown}: the folder {} does not exist",
-                folder.display()
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("{flag} {shown}: cannot use the folder")),
-    }
+    check_folder(path, flag)?;
     let existing = match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Existing::Nothing,
         Err(e) => return Err(e).with_context(|| format!("{flag} {shown}: cannot inspect it")),
@@ -93,18 +82,7 @@ pub fn check_output_folder(
     inputs: &[(&str, &str)],
 ) -> Result<Option<Vec<String>>> {
     let shown = path.display();
-    let folder = folder_of(path);
-    match fs::metadata(&folder) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => bail!("{flag} {shown}: {} is not a folder", folder.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            bail!(
-                "{flag} {shown}: the folder {} does not exist",
-                folder.display()
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("{flag} {shown}: cannot use the folder")),
-    }
+    check_folder(path, flag)?;
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("{flag} {shown}: cannot inspect it")),
@@ -334,4 +312,22 @@ pub fn catch_interrupts() -> Result<()> {
 /// Whether SIGINT or SIGTERM arrived.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Checks that the folder `path` would be written in exists and is a
+/// folder.
+fn check_folder(path: &Path, flag: &str) -> Result<()> {
+    let shown = path.display();
+    let folder = folder_of(path);
+    match fs::metadata(&folder) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!("{flag} {shown}: {} is not a folder", folder.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!(
+                "{flag} {shown}: the folder {} does not exist",
+                folder.display()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("{flag} {shown}: cannot use the folder")),
+    }
 }

@@ -229,7 +229,10 @@ pub fn load_adapter(dir: &Path, base: &Gpt) -> Result<Lora, PeftError> {
     };
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let f32_values = |name: &str| -> Result<(Vec<usize>, Vec<f32>), PeftError> {
+    // The tensor `name` as an f32 matrix of the shape the base model needs.
+    let matrix = |name: &str,
+                  [rows, cols]: [usize; 2]|
+     -> Result<ndarray::Array2<f32>, PeftError> {
         let view = file.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
         if view.dtype() != Dtype::F32 {
             return Err(bad(format!(
@@ -237,10 +240,20 @@ pub fn load_adapter(dir: &Path, base: &Gpt) -> Result<Lora, PeftError> {
                 view.dtype()
             )));
         }
+        if view.shape() != [rows, cols] {
+            let (tensor, found) = (name.to_string(), view.shape().to_vec());
+            let expected = vec![rows, cols];
+            return Err(LoraError::Shape {
+                tensor,
+                found,
+                expected,
+            }
+            .into());
+        }
         let values = (view.data().chunks_exact(4))
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        Ok((view.shape().to_vec(), values))
+        Ok(ndarray::Array2::from_shape_vec((rows, cols), values).expect("the shape was checked"))
     };
     let mut token_delta = None;
     let mut found: BTreeMap<(usize, usize), [Option<ndarray::Array2<f32>>; 2]> = BTreeMap::new();
@@ -254,19 +267,7 @@ pub fn load_adapter(dir: &Path, base: &Gpt) -> Result<Lora, PeftError> {
                      trainable_token_indices (PEFT would load the adapter without them, silently)"
                 )));
             }
-            let (shape, values) = f32_values(name)?;
-            let expected = vec![tokens.len(), model.n_embd];
-            if shape != expected {
-                let (tensor, found) = (name.to_string(), shape);
-                return Err(LoraError::Shape {
-                    tensor,
-                    found,
-                    expected,
-                }
-                .into());
-            }
-            let mut delta = ndarray::Array2::from_shape_vec((expected[0], expected[1]), values)
-                .expect("the shape was checked");
+            let mut delta = matrix(name, [tokens.len(), model.n_embd])?;
             for (&id, mut row) in tokens.iter().zip(delta.rows_mut()) {
                 row -= &base.params().wte.row(id as usize); // PEFT stores the new row
             }
@@ -288,23 +289,12 @@ pub fn load_adapter(dir: &Path, base: &Gpt) -> Result<Lora, PeftError> {
             }
             .into());
         }
-        let (shape, values) = f32_values(name)?;
         let (n_in, n_out) = module.shape(model.n_embd);
         let expected = match which {
-            0 => vec![config.r, n_in],
-            _ => vec![n_out, config.r],
+            0 => [config.r, n_in],
+            _ => [n_out, config.r],
         };
-        if shape != expected {
-            let (tensor, found) = (name.to_string(), shape);
-            return Err(LoraError::Shape {
-                tensor,
-                found,
-                expected,
-            }
-            .into());
-        }
-        let array = ndarray::Array2::from_shape_vec((expected[0], expected[1]), values)
-            .expect("the shape was checked");
+        let array = matrix(name, expected)?;
         let index = Module::ALL
             .iter()
             .position(|&m| m == module)
