@@ -29,7 +29,8 @@ const QUICK: &[&str] = &[
 ];
 
 /// Figures drawn from the book's trained model. Once the model is cached,
-/// each is drawn in about 0.1 s; training it takes a minute or more.
+/// chapters 2-5's are drawn in about 0.1 s each; chapter 6's tune the model
+/// again (4 to 18 s each, release); training the model takes a minute or more.
 const TRAINED: &[&str] = &[
     "embeddings-projection.svg",
     "embeddings-positions.svg",
