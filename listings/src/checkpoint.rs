@@ -65,7 +65,7 @@ use crate::model::{Gpt, GptConfig, GptParams, ParamSpec};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::tokens::{TextTokenizer, TokenizerError};
 
-mod hf;
+pub mod hf;
 pub use hf::{HfError, load_hf_gpt2};
 
 /// The value of the `listings.format` metadata key: this layout, version 1.
