@@ -65,6 +65,9 @@ use crate::model::{Gpt, GptConfig, GptParams, ParamSpec};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::tokens::{TextTokenizer, TokenizerError};
 
+pub mod hf;
+pub use hf::{HfError, load_hf_gpt2};
+
 /// The value of the `listings.format` metadata key: this layout, version 1.
 pub const FORMAT: &str = "listings-gpt 1";
 
