@@ -777,6 +777,27 @@ fn expected_tensors(config: &GptConfig, with_moments: bool) -> Vec<ParamSpec> {
     all
 }
 
+/// A [`TensorProblem::Unknown`] for each tensor of `file` that `known`
+/// does not accept, sorted by name.
+pub(crate) fn unknown_tensors(
+    file: &SafeTensors,
+    known: impl Fn(&str) -> bool,
+) -> Vec<TensorProblem> {
+    let mut unknown: Vec<(&str, Vec<usize>)> = file
+        .iter()
+        .filter(|(name, _)| !known(name))
+        .map(|(name, tensor)| (name, tensor.shape().to_vec()))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|(name, shape)| TensorProblem::Unknown {
+            name: name.to_string(),
+            shape,
+        })
+        .collect()
+}
+
 /// Compares the file's tensors with the expected ones, collecting every
 /// missing, unknown, mis-shaped or non-F32 tensor.
 fn check_tensors(
@@ -809,20 +830,7 @@ fn check_tensors(
         }
     }
     let known: HashSet<&str> = expected.iter().map(|s| s.name.as_str()).collect();
-    let mut unknown: Vec<(&str, Vec<usize>)> = file
-        .iter()
-        .filter(|(name, _)| !known.contains(name))
-        .map(|(name, tensor)| (name, tensor.shape().to_vec()))
-        .collect();
-    unknown.sort();
-    problems.extend(
-        unknown
-            .into_iter()
-            .map(|(name, shape)| TensorProblem::Unknown {
-                name: name.to_string(),
-                shape,
-            }),
-    );
+    problems.extend(unknown_tensors(file, |name| known.contains(name)));
     if problems.is_empty() {
         return Ok(());
     }

@@ -29,7 +29,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::{CheckpointError, TensorProblem, describe, diagnose, list_problems};
+use super::{CheckpointError, TensorProblem, describe, diagnose, list_problems, unknown_tensors};
 use crate::model::{ConfigError, Gpt, GptConfig, GptParams, LAYERNORM_EPS};
 
 /// The prefix `save_pretrained` puts before every parameter of the
@@ -471,20 +471,9 @@ fn match_names(
         names.push(name.to_string());
     }
     let used: HashSet<&str> = names.iter().map(String::as_str).collect();
-    let mut unknown: Vec<(&str, Vec<usize>)> = file
-        .iter()
-        .filter(|(name, _)| !used.contains(name) && !is_buffer(name) && *name != "lm_head.weight")
-        .map(|(name, tensor)| (name, tensor.shape().to_vec()))
-        .collect();
-    unknown.sort();
-    problems.extend(
-        unknown
-            .into_iter()
-            .map(|(name, shape)| TensorProblem::Unknown {
-                name: name.to_string(),
-                shape,
-            }),
-    );
+    problems.extend(unknown_tensors(file, |name| {
+        used.contains(name) || is_buffer(name) || name == "lm_head.weight"
+    }));
     if problems.is_empty() {
         return Ok(names);
     }
