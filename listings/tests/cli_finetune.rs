@@ -253,6 +253,11 @@ fn lora_can_train_the_end_token_s_row_and_saves_it_as_peft_does() {
         refused_full.contains("--train-end-token applies only to LoRA"),
         "{refused_full}"
     );
+    // A step count too large to allocate anything by is not a crash: this
+    // run diverges at its first step and says so.
+    let huge = ["--steps", "18446744073709551615", "--learning-rate", "1e9"];
+    let diverged = refused(&setup.finetune(&setup.chat, "lora", &out, &huge));
+    assert!(diverged.contains("diverged"), "{diverged}");
     let both = ["--train-end-token", "--no-end-token"];
     let refused_both = refused(&setup.finetune(&setup.chat, "lora", &out, &both));
     assert!(

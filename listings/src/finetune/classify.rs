@@ -154,7 +154,7 @@ pub fn train_classifier(
         lr,
         ..Default::default()
     });
-    let mut losses = Vec::with_capacity(steps);
+    let mut losses = Vec::new(); // not sized by `steps`, which may be huge
     for _ in 0..steps {
         let mut dhead = head.zeros_like();
         let loss = tuner.step_hidden(&idx, lr, 1.0, |h, dh| {

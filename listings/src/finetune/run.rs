@@ -101,7 +101,7 @@ pub fn train_instructions(
     mut on_step: impl FnMut(usize, f32, &FineTuner),
 ) -> Result<Vec<f32>, TrainError> {
     let mut order = Shuffler::new(examples.len(), config.seed);
-    let mut losses = Vec::with_capacity(config.steps);
+    let mut losses = Vec::new(); // not sized by `steps`: a huge --steps must not allocate up front
     for step in 0..config.steps {
         let batch: Vec<&Encoded> = order
             .batch(config.batch_size)
@@ -168,7 +168,7 @@ pub fn train_dpo(
     mut on_step: impl FnMut(usize, &DpoStats, &FineTuner),
 ) -> Result<Vec<DpoStats>, TrainError> {
     let mut order = Shuffler::new(pairs.len(), config.seed);
-    let mut history = Vec::with_capacity(config.steps);
+    let mut history = Vec::new(); // not sized by `steps`: a huge --steps must not allocate up front
     for step in 0..config.steps {
         let picked = order.batch(config.batch_size);
         let batch: Vec<&EncodedPair> = picked.iter().map(|&i| &pairs[i]).collect();
