@@ -33,6 +33,7 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod corpus;
 pub mod finetune;
+pub mod infer;
 pub mod model;
 pub mod optim;
 pub mod parallel;
