@@ -42,6 +42,8 @@ const TRAINED: &[&str] = &[
     "finetune-scratch.svg",
     "finetune-classifier.svg",
     "finetune-dpo.svg",
+    "inference-distribution.svg",
+    "inference-speculative.svg",
 ];
 
 /// Figures not redrawn here, and why.
@@ -52,6 +54,14 @@ const NOT_REDRAWN: &[(&str, &str)] = &[
     ),
     (
         "attention-cost.svg",
+        "a timing figure: it plots measured speed, which differs on every run",
+    ),
+    (
+        "inference-kv-cache.svg",
+        "a timing figure: it plots measured speed, which differs on every run",
+    ),
+    (
+        "inference-batching.svg",
         "a timing figure: it plots measured speed, which differs on every run",
     ),
     (

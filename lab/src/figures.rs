@@ -106,5 +106,25 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 6: DPO's reward margin step by step, at two values of beta",
             draw: crate::finetuning::dpo_figure,
         },
+        Figure {
+            file: "inference-distribution.svg",
+            what: "chapter 7: the book model's next-token probabilities under temperature and top-p",
+            draw: crate::inference::distribution_figure,
+        },
+        Figure {
+            file: "inference-kv-cache.svg",
+            what: "chapter 7: time per new token with and without the KV cache, GPT-2 small's shape (timed)",
+            draw: crate::inference::kv_figure,
+        },
+        Figure {
+            file: "inference-speculative.svg",
+            what: "chapter 7: speculative decoding's tokens per target pass, measured and predicted",
+            draw: crate::inference::speculative_figure,
+        },
+        Figure {
+            file: "inference-batching.svg",
+            what: "chapter 7: decode throughput against the batch size (timed)",
+            draw: crate::inference::batching_figure,
+        },
     ]
 }

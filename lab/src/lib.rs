@@ -15,6 +15,7 @@
 //! | [`transformer`] | where the parameters are, toy model to GPT-2 XL | 4 |
 //! | [`training`] | optimisers compared, the schedule, overfitting, the loss curve | 5 |
 //! | [`finetuning`] | instruction data from the world's towns, tuning runs, answers scored | 6 |
+//! | [`inference`] | samples measured, beams, the cache, quantisation, speculative decoding, batching | 7 |
 //! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
 //! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |
 //! | [`plot`] | line, bar, heat-map and scatter charts as SVG | all |
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod embeddings;
 pub mod figures;
 pub mod finetuning;
+pub mod inference;
 pub mod plot;
 pub mod tokens;
 pub mod training;

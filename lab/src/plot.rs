@@ -366,6 +366,17 @@ pub struct Bars<'a> {
 /// series' colours. The y axis starts at 0; `axes.log_x` and `axes.log_y`
 /// must be false, and every value must be finite and not negative.
 pub fn bar_chart(path: &Path, axes: &Axes, groups: &[&str], series: &[Bars]) -> Result<()> {
+    bar_chart_with_legend(path, axes, groups, series, SeriesLabelPosition::UpperLeft)
+}
+
+/// [`bar_chart`] with the legend where the bars leave room for it.
+pub fn bar_chart_with_legend(
+    path: &Path,
+    axes: &Axes,
+    groups: &[&str],
+    series: &[Bars],
+    legend: SeriesLabelPosition,
+) -> Result<()> {
     check_titles(axes)?;
     if axes.log_x || axes.log_y {
         return Err(anyhow!("a bar chart has linear axes"));
@@ -427,7 +438,7 @@ pub fn bar_chart(path: &Path, axes: &Axes, groups: &[&str], series: &[Bars]) -> 
         root.draw(&Text::new(label.to_string(), (px, py + 6), style))
             .map_err(plot_err)?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    draw_legend(&mut chart, legend)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }

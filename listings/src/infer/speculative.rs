@@ -30,14 +30,18 @@ pub struct SpeculativeStats {
     pub proposed: usize,
     /// Guesses the target accepted.
     pub accepted: usize,
+    /// Guesses the target rejected (at most one a round: the guesses after
+    /// a rejection are dropped unchecked).
+    pub rejected: usize,
     /// Draft forward passes.
     pub draft_passes: usize,
 }
 
 impl SpeculativeStats {
-    /// The share of guesses accepted.
+    /// The share of checked guesses that were accepted: an estimate of the
+    /// probability `α` that the target accepts a guess.
     pub fn acceptance(&self) -> f64 {
-        self.accepted as f64 / self.proposed.max(1) as f64
+        self.accepted as f64 / (self.accepted + self.rejected).max(1) as f64
     }
 }
 
@@ -139,6 +143,7 @@ pub fn speculative_generate(
                 accepted += 1; // accepted with probability min(1, p(x) / q(x))
                 continue;
             }
+            stats.rejected += 1;
             // Rejected: draw from what the target wants beyond what the draft gave.
             let residual: Vec<f32> = p.iter().zip(q).map(|(&p, &q)| (p - q).max(0.0)).collect();
             next = Some(if residual.iter().sum::<f32>() > 0.0 {

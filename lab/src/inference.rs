@@ -1,0 +1,627 @@
+//! Chapter 7's experiments: the book model writing text, and what each
+//! inference technique changes (the tokens, the distribution, the time, the
+//! memory), measured.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::Context;
+use listings::corpus::corpus;
+use listings::infer::decode::{Decoder, Logits, Segment};
+use listings::infer::generate::{GenerateConfig, beam_search, generate};
+use listings::infer::quant::Format;
+use listings::infer::sampler::{Sampler, Sampling};
+use listings::infer::speculative::speculative_generate;
+use listings::model::{Gpt, GptConfig, GptParams};
+use listings::rng::{RngExt, seeded};
+use listings::tokens::TextTokenizer;
+use listings::train::batches::{TRAIN_FRACTION, TokenData};
+
+use crate::book_model::{BookModel, shared_book_model};
+
+/// The book model, shared by the chapter's blocks.
+pub fn book() -> anyhow::Result<&'static BookModel> {
+    shared_book_model().map_err(anyhow::Error::msg)
+}
+
+// ANCHOR: prompts
+/// The beginnings the chapter's samples continue: stories, facts and tasks,
+/// as the corpus has them.
+pub const PROMPTS: [&str; 8] = [
+    "Once upon a time",
+    "Tom and Mia went to the",
+    "One rainy morning,",
+    "The main trade of",
+    "\"It is mine!\" said",
+    "Everyone began to",
+    "Q: What is 3 + 4?\nA:",
+    "Gran brought a",
+];
+// ANCHOR_END: prompts
+
+/// [`PROMPTS`], encoded.
+pub fn prompt_ids(tokenizer: &TextTokenizer) -> anyhow::Result<Vec<Vec<u32>>> {
+    PROMPTS
+        .iter()
+        .map(|p| tokenizer.encode(p).context("encoding a prompt"))
+        .collect()
+}
+
+/// Every word of the corpus (runs of letters), lower-cased.
+pub fn corpus_words() -> &'static HashSet<String> {
+    static WORDS: OnceLock<HashSet<String>> = OnceLock::new();
+    WORDS.get_or_init(|| words(&corpus()).collect())
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+// ANCHOR: text_stats
+/// What a set of samples looks like, in numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextStats {
+    /// Distinct token pairs over all pairs, per sample, averaged: 1 when
+    /// nothing repeats, low when the text goes round in circles.
+    pub distinct_2: f64,
+    /// The share of 4-token sequences that already occurred earlier in the
+    /// same sample.
+    pub repeated_4: f64,
+    /// The share of words (runs of letters) that occur nowhere in the corpus.
+    pub non_words: f64,
+    /// Samples that end in a loop ([`find_loop`]).
+    pub loops: usize,
+}
+
+/// [`TextStats`] of the new tokens of several samples.
+pub fn text_stats(samples: &[Vec<u32>], tokenizer: &TextTokenizer) -> TextStats {
+    let n = samples.len().max(1) as f64;
+    let mut stats = TextStats { distinct_2: 0.0, repeated_4: 0.0, non_words: 0.0, loops: 0 };
+    let (mut words_all, mut words_new) = (0usize, 0usize);
+    for s in samples {
+        let pairs: Vec<_> = s.windows(2).collect();
+        let distinct: HashSet<_> = pairs.iter().collect();
+        stats.distinct_2 += distinct.len() as f64 / pairs.len().max(1) as f64 / n;
+        let mut seen = HashSet::new();
+        let fours: Vec<_> = s.windows(4).collect();
+        let repeats = fours.iter().filter(|w| !seen.insert(**w)).count();
+        stats.repeated_4 += repeats as f64 / fours.len().max(1) as f64 / n;
+        for w in words(&tokenizer.decode_lossy(s)) {
+            words_all += 1;
+            words_new += usize::from(!corpus_words().contains(&w));
+        }
+        stats.loops += usize::from(find_loop(s).is_some());
+    }
+    stats.non_words = words_new as f64 / words_all.max(1) as f64;
+    stats
+}
+// ANCHOR_END: text_stats
+
+// ANCHOR: find_loop
+/// Where a text ends in a loop: the first token of the shortest block of
+/// 1 to 32 tokens that repeats, back to back, at least three times at the
+/// end of `tokens`, and its length. `None` if there is no such block.
+pub fn find_loop(tokens: &[u32]) -> Option<(usize, usize)> {
+    (1..=32).find_map(|period| {
+        let n = tokens.len();
+        let mut start = n.checked_sub(period)?;
+        while start >= period && tokens[start - period..start] == tokens[start..start + period] {
+            start -= period;
+        }
+        ((n - start) / period >= 3).then_some((start, period))
+    })
+}
+// ANCHOR_END: find_loop
+
+/// The new tokens of one sample per prompt and seed.
+pub fn samples(
+    decoder: &Decoder,
+    prompts: &[Vec<u32>],
+    sampling: Sampling,
+    seeds: u64,
+    new_tokens: usize,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    let mut out = Vec::new();
+    for prompt in prompts {
+        for seed in 0..seeds {
+            let config = GenerateConfig {
+                max_new_tokens: new_tokens,
+                sampling: Sampling { seed, ..sampling },
+                ..GenerateConfig::default()
+            };
+            out.push(generate(decoder, prompt, &config, |_| true)?.tokens);
+        }
+    }
+    Ok(out)
+}
+
+/// The next-token distribution after `prompt` with `sampling`'s filters:
+/// `(token text, probability)` for the `top` likeliest, and how many tokens
+/// keep any probability at all.
+pub fn next_token_distribution(
+    decoder: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &str,
+    sampling: Sampling,
+    top: usize,
+) -> anyhow::Result<(Vec<(String, f32)>, usize)> {
+    let ids = tokenizer.encode(prompt)?;
+    let logits = decoder.logits_uncached(&ids)?;
+    let mut probs = Vec::new();
+    Sampler::new(sampling)?.probabilities(&logits, &ids, &mut probs);
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let kept = probs.iter().filter(|&&p| p > 0.0).count();
+    let rows = order[..top]
+        .iter()
+        .map(|&id| (tokenizer.decode_lossy(&[id as u32]), probs[id]))
+        .collect();
+    Ok((rows, kept))
+}
+
+/// The log-probability per token of `tokens` after `prompt`, under the model.
+pub fn log_prob_per_token(decoder: &Decoder, prompt: &[u32], tokens: &[u32]) -> anyhow::Result<f64> {
+    let all: Vec<u32> = prompt.iter().chain(tokens).copied().collect();
+    let block = decoder.config().block_size;
+    let mut total = 0.0;
+    // Windows of the model's context, each token scored after its window.
+    let mut cache = decoder.new_cache();
+    let mut start = 0;
+    for t in prompt.len()..all.len() {
+        if t - start > block {
+            start = t - block / 2;
+            cache.clear();
+        }
+        let feed = &all[start + cache.len()..t];
+        let logits = decoder.forward(&mut [Segment { cache: &mut cache, tokens: feed }], Logits::Last)?;
+        let row = logits.row(0);
+        let max = row.fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+        let z: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
+        total += f64::from(row[all[t] as usize] - max) - z.ln();
+    }
+    Ok(total / tokens.len().max(1) as f64)
+}
+
+/// Beam search of each width on every prompt: the best beams' tokens.
+pub fn beams(decoder: &Decoder, prompts: &[Vec<u32>], width: usize, new_tokens: usize) -> anyhow::Result<Vec<Vec<u32>>> {
+    prompts
+        .iter()
+        .map(|p| Ok(beam_search(decoder, p, width, new_tokens, &[])?.swap_remove(0).tokens))
+        .collect()
+}
+
+/// The book corpus's validation tokens (its last 10%, as in chapter 5).
+pub fn val_tokens(tokenizer: &TextTokenizer, block_size: usize) -> anyhow::Result<Vec<u32>> {
+    let data = TokenData::from_text(&corpus(), tokenizer)?;
+    Ok(data.split(TRAIN_FRACTION, block_size)?.val.ids().to_vec())
+}
+
+// ANCHOR: window_loss
+/// The mean cross-entropy of `decoder` over windows of `block_size + 1`
+/// tokens (as chapter 5's `mean_window_loss`), at most `max_windows` of
+/// them, 16 windows to a forward pass.
+pub fn window_loss(decoder: &Decoder, tokens: &[u32], max_windows: usize) -> anyhow::Result<f64> {
+    let t = decoder.config().block_size;
+    let windows: Vec<&[u32]> = tokens.chunks_exact(t + 1).take(max_windows).collect();
+    let mut total = 0.0;
+    for group in windows.chunks(16) {
+        let mut caches: Vec<_> = group.iter().map(|_| decoder.new_cache()).collect();
+        let mut segments: Vec<Segment<'_>> = caches
+            .iter_mut()
+            .zip(group)
+            .map(|(cache, w)| Segment { cache, tokens: &w[..t] })
+            .collect();
+        let logits = decoder.forward(&mut segments, Logits::All)?; // (16·T, V)
+        let targets = group.iter().flat_map(|w| &w[1..]);
+        for (row, &target) in logits.rows().into_iter().zip(targets) {
+            let max = row.fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+            let z: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
+            total += z.ln() - f64::from(row[target as usize] - max);
+        }
+    }
+    Ok(total / (windows.len() * t) as f64)
+}
+// ANCHOR_END: window_loss
+
+/// The share of greedy tokens that equal `reference`'s, position by
+/// position, over [`PROMPTS`]; and how many of the continuations are
+/// identical throughout.
+pub fn greedy_agreement(decoder: &Decoder, reference: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> anyhow::Result<(f64, usize)> {
+    let a = samples(decoder, prompts, Sampling::greedy(), 1, new_tokens)?;
+    let b = samples(reference, prompts, Sampling::greedy(), 1, new_tokens)?;
+    let same: usize = a.iter().zip(&b).map(|(x, y)| x.iter().zip(y).filter(|(p, q)| p == q).count()).sum();
+    let whole = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    Ok((same as f64 / (prompts.len() * new_tokens) as f64, whole))
+}
+
+/// The book model with only its first `n_layer` blocks: a smaller model
+/// for free, to use as a draft.
+pub fn first_blocks(gpt: &Gpt, n_layer: usize) -> anyhow::Result<Gpt> {
+    let config = GptConfig { n_layer, ..*gpt.config() };
+    let p = gpt.params();
+    let params = GptParams { h: p.h[..n_layer].to_vec(), ..p.clone() };
+    Ok(Gpt::from_params(config, params)?)
+}
+
+/// One row of the speculative decoding table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeculativeRow {
+    /// Guesses per round.
+    pub guesses: usize,
+    /// The share of guesses accepted.
+    pub acceptance: f64,
+    /// New tokens per target pass, measured.
+    pub tokens_per_pass: f64,
+    /// New tokens per target pass that the acceptance rate predicts,
+    /// `(1 - a^(g+1)) / (1 - a)`, if guesses were accepted independently.
+    pub predicted: f64,
+}
+
+// ANCHOR: speculative_rows
+/// Speculative decoding of every prompt with each number of guesses.
+pub fn speculative_rows(
+    target: &Decoder,
+    draft: &Decoder,
+    prompts: &[Vec<u32>],
+    guesses: &[usize],
+    sampling: Sampling,
+    new_tokens: usize,
+) -> anyhow::Result<Vec<SpeculativeRow>> {
+    guesses
+        .iter()
+        .map(|&g| {
+            let (mut checked, mut accepted, mut rounds, mut tokens) = (0, 0, 0, 0);
+            for (i, prompt) in prompts.iter().enumerate() {
+                let s = Sampling { seed: i as u64, ..sampling };
+                let (out, stats) = speculative_generate(target, draft, prompt, new_tokens, g, s)?;
+                checked += stats.accepted + stats.rejected;
+                accepted += stats.accepted;
+                (rounds, tokens) = (rounds + stats.rounds, tokens + out.len());
+            }
+            let a = accepted as f64 / checked.max(1) as f64;
+            Ok(SpeculativeRow {
+                guesses: g,
+                acceptance: a,
+                tokens_per_pass: tokens as f64 / rounds as f64,
+                predicted: (0..=g).map(|i| a.powi(i as i32)).sum(), // (1 - a^(g+1)) / (1 - a)
+            })
+        })
+        .collect()
+}
+// ANCHOR_END: speculative_rows
+
+/// Milliseconds per new token at each context length, with the cache and
+/// without, for a model of `config`'s shape with random weights: `(context,
+/// cached ms, uncached ms)`. Timed here and now, so different on every run.
+pub fn kv_timings(config: GptConfig, contexts: &[usize], tokens: usize) -> anyhow::Result<Vec<(usize, f64, f64)>> {
+    let decoder = Decoder::new(&Gpt::new(config, 0)?, Format::F32)?;
+    let mut rng = seeded(1);
+    let mut out = Vec::new();
+    for &context in contexts {
+        let prompt: Vec<u32> = (0..context - tokens).map(|_| rng.random_range(0..config.vocab_size as u32)).collect();
+        let mut cache = decoder.new_cache();
+        decoder.forward(&mut [Segment { cache: &mut cache, tokens: &prompt }], Logits::Last)?;
+        let start = Instant::now();
+        for i in 0..tokens {
+            decoder.forward(&mut [Segment { cache: &mut cache, tokens: &[i as u32] }], Logits::Last)?;
+        }
+        let cached = start.elapsed().as_secs_f64() * 1e3 / tokens as f64;
+        let start = Instant::now();
+        let reps = 2;
+        for _ in 0..reps {
+            decoder.logits_uncached(&prompt)?;
+        }
+        let uncached = start.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        out.push((context, cached, uncached));
+    }
+    Ok(out)
+}
+
+/// Tokens per second of one decode step of `batch` sequences at once, each
+/// with `context` tokens cached, for a model of `config`'s shape.
+pub fn batch_throughput(config: GptConfig, batches: &[usize], context: usize, steps: usize) -> anyhow::Result<Vec<(usize, f64)>> {
+    let decoder = Decoder::new(&Gpt::new(config, 0)?, Format::F32)?;
+    let prompt: Vec<u32> = (0..context as u32).map(|i| i % config.vocab_size as u32).collect();
+    let mut out = Vec::new();
+    for &b in batches {
+        let mut caches: Vec<_> = (0..b).map(|_| decoder.new_cache()).collect();
+        for cache in &mut caches {
+            decoder.forward(&mut [Segment { cache, tokens: &prompt }], Logits::Last)?;
+        }
+        let next = vec![1_u32];
+        let start = Instant::now();
+        for _ in 0..steps {
+            let mut segments: Vec<_> = caches.iter_mut().map(|cache| Segment { cache, tokens: &next }).collect();
+            decoder.forward(&mut segments, Logits::Last)?;
+            for cache in &mut caches {
+                cache.truncate(context);
+            }
+        }
+        out.push((b, (b * steps) as f64 / start.elapsed().as_secs_f64()));
+    }
+    Ok(out)
+}
+
+/// One request to a simulated server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Request {
+    /// When it arrives, in milliseconds.
+    pub arrival: f64,
+    /// Its prompt's tokens.
+    pub prompt: usize,
+    /// The tokens it will generate before its end token.
+    pub output: usize,
+}
+
+// ANCHOR: requests
+/// `n` requests arriving at random (a Poisson process of `per_second`
+/// requests a second on average), with prompts of 16 to 256 tokens and
+/// outputs of mostly short, sometimes long lengths: 16 plus an exponential
+/// number with mean 100, at most 512.
+pub fn requests(n: usize, per_second: f64, seed: u64) -> Vec<Request> {
+    let mut rng = seeded(seed);
+    let mut t = 0.0;
+    (0..n)
+        .map(|_| {
+            t += -(1.0 - rng.random::<f64>()).ln() / per_second * 1e3;
+            let output = 16 + (-(1.0 - rng.random::<f64>()).ln() * 100.0) as usize;
+            Request { arrival: t, prompt: rng.random_range(16..=256), output: output.min(512) }
+        })
+        .collect()
+}
+// ANCHOR_END: requests
+
+/// What one engine step costs: `fixed_ms` per decode step whatever the
+/// batch (reading the weights), `per_sequence_ms` for each sequence in it,
+/// `prefill_ms_per_token` for each prompt token admitted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepCost {
+    /// Milliseconds per decode step, whatever the batch.
+    pub fixed_ms: f64,
+    /// Milliseconds per sequence per decode step.
+    pub per_sequence_ms: f64,
+    /// Milliseconds per prompt token.
+    pub prefill_ms_per_token: f64,
+}
+
+/// How the simulated server batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Take up to the batch size of waiting requests, run them until the
+    /// longest is done, return them together, start again.
+    Static,
+    /// Every step, admit waiting requests into free places of the batch;
+    /// a finished request leaves at once.
+    Continuous,
+}
+
+/// What a simulated run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Served {
+    /// Generated tokens per second, over the whole run.
+    pub tokens_per_second: f64,
+    /// Median time from arrival to the last token, seconds.
+    pub p50_s: f64,
+    /// 95th percentile of the same, seconds.
+    pub p95_s: f64,
+    /// Batch places doing useful work, averaged over steps.
+    pub busy_share: f64,
+    /// KV-cache positions reserved when each request reserves its prompt
+    /// plus the longest output allowed (`max_output`), averaged over steps.
+    pub reserved_positions: f64,
+    /// KV-cache positions reserved in pages of 16, averaged over steps.
+    pub paged_positions: f64,
+    /// KV-cache positions holding a token, averaged over steps.
+    pub used_positions: f64,
+}
+
+// ANCHOR: simulate
+/// Serves `requests` with at most `batch` sequences per step, each step
+/// costing what `cost` says, and measures throughput, latency and the
+/// KV-cache memory that two ways of reserving it would hold.
+pub fn simulate(requests: &[Request], cost: StepCost, batch: usize, scheduler: Scheduler, max_output: usize) -> Served {
+    struct Live {
+        request: usize,
+        done: usize,
+    }
+    let (mut now, mut next) = (0.0_f64, 0); // the clock; the next request to arrive
+    let mut waiting: std::collections::VecDeque<usize> = Default::default();
+    let mut live: Vec<Live> = Vec::new();
+    let mut finished = vec![0.0; requests.len()];
+    let (mut steps, mut busy, mut tokens) = (0usize, 0usize, 0usize);
+    let (mut reserved, mut paged, mut used) = (0.0, 0.0, 0.0);
+    let mut pending_return: Vec<usize> = Vec::new(); // static: returned when the batch ends
+    while finished.iter().any(|&f| f == 0.0) {
+        while next < requests.len() && requests[next].arrival <= now {
+            waiting.push_back(next);
+            next += 1;
+        }
+        let admit = match scheduler {
+            Scheduler::Continuous => true,
+            Scheduler::Static => live.is_empty(),
+        };
+        if admit {
+            while live.len() < batch && !waiting.is_empty() {
+                let r = waiting.pop_front().unwrap();
+                now += cost.prefill_ms_per_token * requests[r].prompt as f64;
+                live.push(Live { request: r, done: 0 });
+            }
+        }
+        if live.is_empty() {
+            now = now.max(requests[next].arrival); // idle until the next arrival
+            continue;
+        }
+        // One decode step. A static batch computes every place, finished or not.
+        let working = live.iter().filter(|l| l.done < requests[l.request].output).count();
+        let computed = if scheduler == Scheduler::Static { live.len() } else { working };
+        now += cost.fixed_ms + cost.per_sequence_ms * computed as f64;
+        steps += 1;
+        busy += working;
+        for l in &mut live {
+            let r = requests[l.request];
+            if l.done < r.output {
+                l.done += 1;
+                tokens += 1;
+            }
+            let length = r.prompt + l.done;
+            used += length as f64;
+            paged += (length.div_ceil(16) * 16) as f64;
+            reserved += (r.prompt + max_output) as f64;
+        }
+        match scheduler {
+            Scheduler::Continuous => live.retain(|l| {
+                let over = l.done == requests[l.request].output;
+                if over {
+                    finished[l.request] = now;
+                }
+                !over
+            }),
+            Scheduler::Static => {
+                if live.iter().all(|l| l.done == requests[l.request].output) {
+                    pending_return.extend(live.drain(..).map(|l| l.request));
+                    for r in pending_return.drain(..) {
+                        finished[r] = now;
+                    }
+                }
+            }
+        }
+    }
+    let mut latency: Vec<f64> = requests.iter().zip(&finished).map(|(r, f)| (f - r.arrival) / 1e3).collect();
+    latency.sort_by(f64::total_cmp);
+    let pick = |q: f64| latency[((latency.len() - 1) as f64 * q).round() as usize];
+    let per_step = |x: f64| x / steps as f64;
+    Served {
+        tokens_per_second: tokens as f64 / (now / 1e3),
+        p50_s: pick(0.5),
+        p95_s: pick(0.95),
+        busy_share: busy as f64 / (steps * batch) as f64,
+        reserved_positions: per_step(reserved),
+        paged_positions: per_step(paged),
+        used_positions: per_step(used),
+    }
+}
+// ANCHOR_END: simulate
+
+/// The prompt of the next-token figure: an open choice of adjective.
+pub const DISTRIBUTION_PROMPT: &str = "Once upon a time, there was a";
+
+/// Figure: the book model's next-token probabilities after
+/// [`DISTRIBUTION_PROMPT`], for its 12 likeliest tokens, at three
+/// temperatures and with top-p 0.9.
+pub fn distribution_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::plot::{Axes, Bars, bar_chart_with_legend};
+    let book = book()?;
+    let decoder = Decoder::new(&book.gpt, Format::F32)?;
+    let s = Sampling::default();
+    let settings = [
+        ("temperature 0.7", Sampling { temperature: 0.7, ..s }),
+        ("temperature 1", s),
+        ("temperature 1.5", Sampling { temperature: 1.5, ..s }),
+        ("temperature 1, top-p 0.9", Sampling { top_p: Some(0.9), ..s }),
+    ];
+    let (order, _) = next_token_distribution(&decoder, &book.tokenizer, DISTRIBUTION_PROMPT, s, 12)?;
+    let labels: Vec<String> = order.iter().map(|(t, _)| format!("\"{}\"", t.trim())).collect();
+    let mut series = Vec::new();
+    for (name, sampling) in settings {
+        let (rows, _) = next_token_distribution(&decoder, &book.tokenizer, DISTRIBUTION_PROMPT, sampling, 12)?;
+        // The same tokens in the same order: the order of the likeliest does not change.
+        let values = order
+            .iter()
+            .map(|(t, _)| rows.iter().find(|(u, _)| u == t).map_or(0.0, |(_, p)| f64::from(*p)))
+            .collect();
+        series.push(Bars { name, values });
+    }
+    let groups: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let axes = Axes {
+        title: "The next token after \"Once upon a time, there was a\"",
+        x_label: "the 12 likeliest next tokens",
+        y_label: "probability",
+        log_y: false,
+        log_x: false,
+    };
+    bar_chart_with_legend(path, &axes, &groups, &series, plotters::prelude::SeriesLabelPosition::UpperRight)
+}
+
+/// The numbers of guesses the speculative figure tries.
+pub const GUESSES: [usize; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+/// Figure: tokens per target pass against the number of guesses, measured
+/// and predicted from the acceptance rate, with the book model's first
+/// block as the draft.
+pub fn speculative_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::plot::{Axes, Series, line_chart_with_legend};
+    let book = book()?;
+    let target = Decoder::new(&book.gpt, Format::F32)?;
+    let draft = Decoder::new(&first_blocks(&book.gpt, 1)?, Format::F32)?;
+    let prompts = prompt_ids(&book.tokenizer)?;
+    let rows = speculative_rows(&target, &draft, &prompts, &GUESSES, Sampling::default(), 48)?;
+    let points = |f: fn(&SpeculativeRow) -> f64| rows.iter().map(|r| (r.guesses as f64, f(r))).collect();
+    let series = [
+        Series { name: "measured", points: points(|r| r.tokens_per_pass) },
+        Series { name: "(1 - a^(g+1)) / (1 - a), a measured", points: points(|r| r.predicted) },
+        Series { name: "every guess accepted: g + 1", points: points(|r| r.guesses as f64 + 1.0) },
+    ];
+    let axes = Axes {
+        title: "Speculative decoding: a one-block draft for the two-block book model",
+        x_label: "guesses per round g",
+        y_label: "new tokens per pass of the book model",
+        log_y: false,
+        log_x: false,
+    };
+    line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
+}
+
+/// The context lengths of the KV-cache figure.
+pub const KV_CONTEXTS: [usize; 5] = [64, 128, 256, 512, 1024];
+
+/// Figure: milliseconds per new token with and without the KV cache against
+/// the context length, for GPT-2 small's shape (random weights). Timed
+/// while drawing; prints the times it plots.
+pub fn kv_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::plot::{Axes, Series, line_chart_with_legend};
+    let rows = kv_timings(GptConfig::gpt2(), &KV_CONTEXTS, 8)?;
+    for (c, cached, uncached) in &rows {
+        println!("context {c:>5}: cached {cached:>8.2} ms, uncached {uncached:>9.2} ms, x{:.0}", uncached / cached);
+    }
+    let series = [
+        Series { name: "without the cache: the whole context again", points: rows.iter().map(|r| (r.0 as f64, r.2)).collect() },
+        Series { name: "with the KV cache: one position", points: rows.iter().map(|r| (r.0 as f64, r.1)).collect() },
+    ];
+    let axes = Axes {
+        title: "One new token of GPT-2 small (124M), two CPU cores",
+        x_label: "context length (tokens)",
+        y_label: "time per new token (ms)",
+        log_y: true,
+        log_x: true,
+    };
+    line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
+}
+
+/// The batch sizes of the batching figure.
+pub const BATCHES: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+/// Figure: decode throughput against the batch size, for GPT-2 small's
+/// shape and the book model's. Timed while drawing; prints what it plots.
+pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::plot::{Axes, Series, line_chart_with_legend};
+    let gpt2 = batch_throughput(GptConfig::gpt2(), &BATCHES, 256, 4)?;
+    let toy = batch_throughput(crate::book_model::book_model_config(), &BATCHES, 32, 200)?;
+    for ((b, a), (_, t)) in gpt2.iter().zip(&toy) {
+        println!("batch {b:>3}: GPT-2 small {a:>9.1} tokens/s, book model {t:>9.0} tokens/s");
+    }
+    let series = [
+        Series { name: "GPT-2 small (124M), 256 tokens cached each", points: gpt2.iter().map(|&(b, t)| (b as f64, t)).collect() },
+        Series { name: "the book model, 32 tokens cached each", points: toy.iter().map(|&(b, t)| (b as f64, t)).collect() },
+    ];
+    let axes = Axes {
+        title: "Decoding many sequences at once",
+        x_label: "sequences per step (batch size)",
+        y_label: "new tokens per second",
+        log_y: true,
+        log_x: true,
+    };
+    line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
+}
