@@ -18,6 +18,7 @@
 //! | [`train`] | batches, one training step, the training loop, the memory a run will need | 5 |
 //! | [`checkpoint`] | saving and loading a model with its tokenizer and optimiser (safetensors) | 5 |
 //! | [`finetune`] | LoRA, instruction tuning with a response-only loss, DPO, a classifier head, PEFT adapters | 6 |
+//! | [`infer`] | weight matrices quantised to 8 or 4 bits and multiplied as they are | 7 |
 //! | [`sample`] | text from a trained model: temperature, top-k, greedy | 5, 7 |
 //!
 //! The command-line tool (`src/main.rs`, behind the default `cli` feature)

@@ -364,6 +364,47 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// An f32 as the nearest IEEE half-precision number, ties to the one with an
+/// even last bit (what a CPU's conversion instruction does, and llama.cpp's
+/// `GGML_FP32_TO_FP16`): beyond 65520 it is infinite, below 2^-25 in size a
+/// (signed) zero, and a NaN stays a NaN.
+pub(crate) fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32; // biased by 127
+    let frac = bits & 0x7f_ffff;
+    if exp == 0xff {
+        // infinity stays infinity; a NaN keeps a quiet NaN's top fraction bit
+        return sign | 0x7c00 | if frac != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15; // the exponent biased as an f16's
+    if e >= 0x1f {
+        return sign | 0x7c00; // too large: infinity
+    }
+    // Keep the top bits of the significand and round on the ones dropped: a
+    // normal f16 keeps 10 fraction bits (13 dropped); a subnormal one is a
+    // whole number of 2^-24, so more are dropped the smaller the number.
+    let (significand, dropped, top) = if e > 0 {
+        (frac, 13, (e as u32) << 10)
+    } else if e >= -10 {
+        (frac | 0x80_0000, (14 - e) as u32, 0) // the leading 1 made explicit; 14..=24 dropped
+    } else {
+        return sign; // below 2^-25: rounds to zero
+    };
+    let kept = top | significand >> dropped;
+    let rest = significand & ((1 << dropped) - 1);
+    let half = 1 << (dropped - 1);
+    // Round up past the halfway point, or at it when that makes the last bit
+    // even. A carry out of the fraction correctly bumps the exponent (up to
+    // infinity at the top, up to the smallest normal number at the bottom).
+    let rounded = if rest > half || (rest == half && kept & 1 == 1) {
+        kept + 1
+    } else {
+        kept
+    };
+    sign | rounded as u16
+}
+
 // ANCHOR: load_hf_gpt2
 /// Loads a Hugging Face GPT-2 directory (`config.json` and
 /// `model.safetensors`) into the book's model: either layout (see the
@@ -526,6 +567,62 @@ mod tests {
         assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+    }
+
+    #[test]
+    fn f32_to_f16_values() {
+        assert_eq!(f32_to_f16(1.0), 0x3c00);
+        assert_eq!(f32_to_f16(-2.0), 0xc000);
+        assert_eq!(f32_to_f16(65504.0), 0x7bff);
+        assert_eq!(f32_to_f16(65519.99), 0x7bff); // below the halfway point to 2^16
+        assert_eq!(f32_to_f16(65520.0), 0x7c00); // halfway: ties to even, infinity
+        assert_eq!(f32_to_f16(1e9), 0x7c00);
+        assert_eq!(f32_to_f16(f32::NEG_INFINITY), 0xfc00);
+        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
+        assert_eq!(f32_to_f16(-0.0), 0x8000);
+        assert_eq!(f32_to_f16(f32::powi(2.0, -24)), 0x0001);
+        assert_eq!(f32_to_f16(f32::powi(2.0, -25)), 0x0000); // halfway to 2^-24: even is 0
+        assert_eq!(f32_to_f16(f32::powi(2.0, -25) * 1.0001), 0x0001);
+        assert_eq!(f32_to_f16(1e-30), 0x0000);
+        assert_eq!(f32_to_f16(1.0 / 3.0), 0x3555);
+        // 1/127: 2^-7 x 1.00787..., fraction 8.06/1024, rounds to 8
+        assert_eq!(f32_to_f16(1.0 / 127.0), 0x2008);
+    }
+
+    /// Every finite f16 comes back unchanged, and every point halfway between
+    /// two neighbours rounds to the even one (a hair either side rounds to
+    /// the nearer one): all 63,488 finite values, all their ties.
+    #[test]
+    fn f32_to_f16_round_trips_and_ties_to_even() {
+        for h in 0..=u16::MAX {
+            let x = f16_to_f32(h);
+            if !x.is_finite() {
+                continue;
+            }
+            assert_eq!(f32_to_f16(x), h, "{h:#06x} = {x}");
+            let magnitude = h & 0x7fff;
+            if magnitude >= 0x7bff {
+                continue; // the largest finite value's neighbour is infinity
+            }
+            let next = f16_to_f32(h + 1);
+            let mid = (x + next) / 2.0; // exact: f16s have few bits
+            let even = if h & 1 == 0 { h } else { h + 1 };
+            assert_eq!(
+                f32_to_f16(mid),
+                even,
+                "tie between {h:#06x} and its successor"
+            );
+            // The bit patterns of either sign grow with the magnitude, so
+            // mid's neighbours one f32 step nearer zero and further from it:
+            let smaller = f32::from_bits(mid.to_bits() - 1);
+            let larger = f32::from_bits(mid.to_bits() + 1);
+            assert_eq!(f32_to_f16(smaller), h, "just under the tie after {h:#06x}");
+            assert_eq!(
+                f32_to_f16(larger),
+                h + 1,
+                "just over the tie after {h:#06x}"
+            );
+        }
     }
 
     #[test]

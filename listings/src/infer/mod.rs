@@ -9,6 +9,9 @@
 //! | [`generate`] | the generation loop: prefill, decode, stop conditions, streaming; beam search |
 //! | [`speculative`] | a small model guesses, the big one checks |
 
+//! Shapes in comments: `N` new tokens, `T` time (positions), `C` channels,
+//! `V` vocabulary; a weight matrix is `(rows, cols)`, one row per output.
+
 pub mod decode;
 pub mod generate;
 pub mod kv;
