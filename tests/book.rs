@@ -14,7 +14,8 @@
 //! comment what the harness has to conclude about it.
 //!
 //! Run one chapter: `cargo test --test book -- ch00`. With
-//! `BOOK_PRINT_OUTPUT=1`, each block's real output is printed as it runs.
+//! `BOOK_PRINT_OUTPUT=1`, each block's real output is printed as it runs; with
+//! `BOOK_TIMES=1`, each block's time is.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -171,7 +172,11 @@ fn check(index: usize) -> Result<(), String> {
         Mode::CompileFail => return check_compile_fail(s, &at),
         Mode::Run | Mode::ShouldPanic => {}
     }
+    let start = Instant::now();
     let outcome = run_child(index).map_err(|e| format!("{at}: {e}"))?;
+    if std::env::var_os("BOOK_TIMES").is_some() {
+        eprintln!("{at}: {:.1} s", start.elapsed().as_secs_f64());
+    }
     match (s.mode, outcome.success) {
         (Mode::Run, false) => {
             return Err(format!(

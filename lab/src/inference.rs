@@ -625,3 +625,129 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
     };
     line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
 }
+
+// ANCHOR: flops
+/// Multiply-adds times two (floating-point operations) to compute the
+/// logits of one new token after `context - 1` others: with the KV cache,
+/// that one position; without it, every position of the context again.
+/// Counts the weight matrices (`2` per weight per position, `lm_head` for
+/// the last position only) and attention (`4 · C` per block for each pair
+/// of a position and one it looks at); LayerNorm, GELU and softmax are a
+/// rounding error beside them.
+pub fn flops_per_new_token(config: &GptConfig, context: usize, cached: bool) -> u64 {
+    let (c, l, v) = (config.n_embd as u64, config.n_layer as u64, config.vocab_size as u64);
+    let per_position = 2 * 12 * c * c * l; // c_attn 3C², attn.c_proj C², c_fc 4C², mlp.c_proj 4C²
+    let attention = |p: u64| 4 * c * l * p; // position p looks at p positions
+    let lm_head = 2 * v * c;
+    let context = context as u64;
+    if cached {
+        per_position + attention(context) + lm_head
+    } else {
+        context * per_position + (1..=context).map(attention).sum::<u64>() + lm_head
+    }
+}
+// ANCHOR_END: flops
+
+/// How one weight matrix of a model fares in each format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantErrors {
+    /// The tensor's Hugging Face name.
+    pub name: String,
+    /// Its largest weight in magnitude, in standard deviations of its weights.
+    pub outlier: f64,
+    /// Root-mean-square error of int8 (one scale per tensor), in standard deviations.
+    pub int8: f64,
+    /// The same for Q8_0 (one scale per 32 weights).
+    pub q8_0: f64,
+    /// The same for Q4_0.
+    pub q4_0: f64,
+}
+
+/// [`QuantErrors`] of every weight matrix of `gpt` (`wte` and each block's four).
+pub fn quant_errors(gpt: &Gpt) -> anyhow::Result<Vec<QuantErrors>> {
+    use listings::infer::quant::WeightMatrix;
+    let mut out = Vec::new();
+    for (name, tensor) in gpt.params().tensors() {
+        if tensor.ndim() != 2 || name.contains("wpe") {
+            continue;
+        }
+        let w = tensor.into_dimensionality::<ndarray::Ix2>()?;
+        let n = w.len() as f64;
+        let mean = w.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let std = (w.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let absmax = w.iter().fold(0.0_f32, |m, &x| m.max(x.abs()));
+        let rms = |format: Format| -> anyhow::Result<f64> {
+            let back = WeightMatrix::from_rows(w.view(), format)?.dequantize();
+            let se: f64 = back.iter().zip(w.iter()).map(|(&a, &b)| f64::from(a - b).powi(2)).sum();
+            Ok((se / n).sqrt() / std)
+        };
+        out.push(QuantErrors {
+            name,
+            outlier: f64::from(absmax) / std,
+            int8: rms(Format::Int8)?,
+            q8_0: rms(Format::Q8_0)?,
+            q4_0: rms(Format::Q4_0)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The first position where two token lists differ (the shorter's length
+/// if one is the start of the other), `None` if they are equal.
+pub fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
+    if a == b {
+        return None;
+    }
+    Some(a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len())))
+}
+
+/// What [`hf_fixture_check`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HfCheck {
+    /// The loaded model's blocks.
+    pub n_layer: usize,
+    /// Its width.
+    pub n_embd: usize,
+    /// The largest difference between its logits and transformers'.
+    pub max_logit_diff: f32,
+    /// Whether its greedy continuation is transformers'.
+    pub same_greedy: bool,
+}
+
+// ANCHOR: hf_fixture_check
+/// Loads the tiny GPT-2 that `transformers` wrote (`listings/tests/fixtures/gpt2`,
+/// in the `layout` `"saved"` or `"hub"`), runs it on the fixture's input,
+/// and compares with the logits and greedy tokens `transformers` stored.
+pub fn hf_fixture_check(layout: &str) -> anyhow::Result<HfCheck> {
+    use listings::checkpoint::hf::load_hf_gpt2;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../listings/tests/fixtures/gpt2");
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().into_iter().flatten().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()
+    };
+    let gpt = load_hf_gpt2(dir.join(layout))?;
+    let decoder = Decoder::new(&gpt, Format::F32)?;
+    let input = ids(&expected["input_ids"][0]);
+    let mut cache = decoder.new_cache();
+    let logits = decoder.forward(&mut [Segment { cache: &mut cache, tokens: &input }], Logits::All)?; // (T, V)
+    let mut max_logit_diff = 0.0_f32;
+    for (row, want) in logits.rows().into_iter().zip(expected["logits"][0].as_array().into_iter().flatten()) {
+        for (&x, w) in row.iter().zip(want.as_array().into_iter().flatten()) {
+            max_logit_diff = max_logit_diff.max((x - w.as_f64().unwrap_or(f64::NAN) as f32).abs());
+        }
+    }
+    let config = GenerateConfig {
+        max_new_tokens: expected["max_new_tokens"].as_u64().unwrap_or(0) as usize,
+        sampling: Sampling::greedy(),
+        ..GenerateConfig::default()
+    };
+    let new = generate(&decoder, &input, &config, |_| true)?.tokens;
+    let greedy: Vec<u32> = input.iter().chain(&new).copied().collect();
+    Ok(HfCheck {
+        n_layer: gpt.config().n_layer,
+        n_embd: gpt.config().n_embd,
+        max_logit_diff,
+        same_greedy: greedy == ids(&expected["generated"][0]),
+    })
+}
+// ANCHOR_END: hf_fixture_check
