@@ -75,7 +75,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::checkpoint::hf::{f16_to_f32, f32_to_f16};
-use crate::parallel::{num_threads, par_mat_mul, pool, simd, sum_zip};
+use crate::parallel::{num_threads, par_mat_mul, pool, simd};
 
 /// How many consecutive weights of a row share one scale in `q8_0` and
 /// `q4_0` (llama.cpp's `QK8_0` and `QK4_0`).
@@ -458,15 +458,41 @@ impl WeightMatrix {
         }
         let parallel = self.rows * self.cols >= PAR_MATVEC;
         let nb = self.cols / BLOCK; // blocks a row, for the block formats
+        // Each closure is marked to be inlined into `simd`'s, and so compiled
+        // for wide vectors with it.
         match &self.data {
-            Data::F32(w) => par_rows(w, self.cols, out, parallel, |row| {
-                sum_zip(row, x, |w, x| w * x)
-            }),
-            Data::Int8 { scale, q } => {
-                par_rows(q, self.cols, out, parallel, |row| scale * dot_i8(row, x))
-            }
-            Data::Q8_0(blocks) => par_rows(blocks, nb, out, parallel, |row| dot_q8_0(row, x)),
-            Data::Q4_0(blocks) => par_rows(blocks, nb, out, parallel, |row| dot_q4_0(row, x)),
+            Data::F32(w) => par_rows(
+                w,
+                self.cols,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| dot_f32(row, x),
+            ),
+            Data::Int8 { scale, q } => par_rows(
+                q,
+                self.cols,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| scale * dot_i8(row, x),
+            ),
+            Data::Q8_0(blocks) => par_rows(
+                blocks,
+                nb,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| dot_q8_0(row, x),
+            ),
+            Data::Q4_0(blocks) => par_rows(
+                blocks,
+                nb,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| dot_q4_0(row, x),
+            ),
         }
     }
     // ANCHOR_END: matvec
@@ -661,38 +687,69 @@ fn par_rows<T: Sync>(
     });
 }
 
-/// `Σ q[i]·x[i]` for an int8 row, in 16 interleaved partial sums.
+/// `Σ w[i]·x[i]` for an f32 row, in 16 interleaved partial sums: the sum
+/// [`sum_zip`](crate::parallel::sum_zip) takes, written out here because
+/// that function is not always inlined, and a call out of the caller's
+/// [`simd`] loop would run without wide vectors.
+#[inline(always)]
+fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [0.0_f32; 16];
+    let (ws, xs) = (w.chunks_exact(16), x.chunks_exact(16));
+    let tail: f32 = (ws.remainder().iter().zip(xs.remainder()))
+        .map(|(&w, &x)| w * x)
+        .sum();
+    for (w, x) in ws.zip(xs) {
+        for ((acc, &w), &x) in acc.iter_mut().zip(w).zip(x) {
+            *acc += w * x;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ q[i]·x[i]` for an int8 row, as [`dot_f32`].
 #[inline(always)]
 fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
     let mut acc = [0.0_f32; 16];
-    let (qs, q_tail) = q.as_chunks::<16>();
-    let (xs, x_tail) = x.as_chunks::<16>();
-    for (q, x) in qs.iter().zip(xs) {
-        for l in 0..16 {
-            acc[l] += f32::from(q[l]) * x[l];
-        }
-    }
-    let tail: f32 = q_tail
-        .iter()
-        .zip(x_tail)
+    let (qs, xs) = (q.chunks_exact(16), x.chunks_exact(16));
+    let tail: f32 = (qs.remainder().iter().zip(xs.remainder()))
         .map(|(&q, &x)| f32::from(q) * x)
         .sum();
+    for (q, x) in qs.zip(xs) {
+        for ((acc, &q), &x) in acc.iter_mut().zip(q).zip(x) {
+            *acc += f32::from(q) * x;
+        }
+    }
     acc.iter().sum::<f32>() + tail
+}
+
+/// A block's f16 scale as an f32: [`f16_to_f32`] without its branches, for
+/// the inner loops, exact for every finite f16 (the only kind a block
+/// holds). The f16's exponent and fraction bits, moved to where an f32 keeps
+/// them, make an f32 2^112 times too small (the exponents' biases differ by
+/// 127 - 15); one multiplication by 2^112 corrects it, subnormal f16s
+/// included.
+#[inline(always)]
+fn scale_to_f32(h: u16) -> f32 {
+    const TWO_TO_112: f32 = f32::from_bits((112 + 127) << 23);
+    let magnitude = f32::from_bits(u32::from(h & 0x7fff) << 13) * TWO_TO_112;
+    f32::from_bits(magnitude.to_bits() | u32::from(h & 0x8000) << 16)
 }
 
 // ANCHOR: dot_q8_0
 /// One row of Q8_0 blocks times `x`: `Σ_blocks d · Σ_j q[j]·x[j]`.
 ///
 /// Sixteen partial sums, one a vector lane: each block adds
-/// `d·(q[l]·x[l] + q[l+16]·x[l+16])` to lane `l`, so a block is two
-/// conversions of 16 integers to floats, a few 16-wide multiply-adds, and
-/// no bounds checks (the arrays have fixed lengths). The lanes are added
-/// up once, at the end of the row.
+/// `d·(q[l]·x[l] + q[l+16]·x[l+16])` to lane `l`. With 16-wide vectors a
+/// block is two conversions of 16 integers to floats, three multiplications
+/// and two additions, and its scale's conversion without a branch; the
+/// fixed-length arrays need no bounds checks. The lanes are added up once,
+/// at the end of the row, one after another: the compiler turned the loop
+/// into narrower vectors when they were added pairwise instead.
 #[inline(always)]
 fn dot_q8_0(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
     let mut acc = [0.0_f32; 16];
     for (b, x) in blocks.iter().zip(x.as_chunks::<BLOCK>().0) {
-        let d = f16_to_f32(b.d);
+        let d = scale_to_f32(b.d);
         for l in 0..16 {
             acc[l] += d * (f32::from(b.qs[l]) * x[l] + f32::from(b.qs[l + 16]) * x[l + 16]);
         }
@@ -707,7 +764,7 @@ fn dot_q8_0(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
 fn dot_q4_0(blocks: &[BlockQ4_0], x: &[f32]) -> f32 {
     let mut acc = [0.0_f32; 16];
     for (b, x) in blocks.iter().zip(x.as_chunks::<BLOCK>().0) {
-        let d = f16_to_f32(b.d);
+        let d = scale_to_f32(b.d);
         for l in 0..16 {
             let lo = f32::from(b.qs[l] & 0x0f) - 8.0;
             let hi = f32::from(b.qs[l] >> 4) - 8.0;
@@ -794,6 +851,17 @@ mod tests {
         assert_eq!(back[16..20], [7.0, -1.0, 1.0, 7.0]); // 7.9 -> 7: error 0.9 < |d| = 1
         assert_eq!(back[32..34], [4.0, 1.0]);
         assert_eq!(back[48..50], [-3.5, -1.5]); // -4 -> -3.5: error 0.5 = |d|
+    }
+
+    #[test]
+    fn scale_to_f32_is_f16_to_f32_for_every_finite_f16() {
+        for h in (0..=u16::MAX).filter(|h| h & 0x7c00 != 0x7c00) {
+            assert_eq!(
+                scale_to_f32(h).to_bits(),
+                f16_to_f32(h).to_bits(),
+                "{h:#06x}"
+            );
+        }
     }
 
     #[test]
