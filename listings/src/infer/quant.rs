@@ -66,11 +66,12 @@
 //!
 //! Shapes: a matrix is `(rows, cols)`; `T` positions multiplied at once.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -117,6 +118,21 @@ impl Format {
         match self {
             Format::Q8_0 | Format::Q4_0 => BLOCK,
             Format::F32 | Format::Int8 => 1,
+        }
+    }
+}
+
+impl Format {
+    /// From how many vectors at once [`WeightMatrix::matmul`] unpacks the
+    /// matrix for a matrix product; below, it runs
+    /// [`matvec`](WeightMatrix::matvec) on each. Measured on the book's
+    /// machine: the product's fixed cost (unpacking and copying every
+    /// weight) is larger for the quantised formats, whose matvecs are
+    /// cheaper.
+    fn matmul_from(self) -> usize {
+        match self {
+            Format::F32 => 6,
+            Format::Int8 | Format::Q8_0 | Format::Q4_0 => 16,
         }
     }
 }
@@ -502,10 +518,12 @@ impl WeightMatrix {
     /// the rows of `x` (a prompt's positions), equal to it up to the
     /// rounding of the sums.
     ///
-    /// Every weight now serves `T` multiply-adds, so arithmetic is the
-    /// limit, not memory: `f32` goes straight to [`par_mat_mul`]; the other
-    /// formats unpack a band of 64 rows into f32 and multiply it by `x` with
-    /// matrixmultiply's kernels, bands shared out between the threads.
+    /// Every weight now serves `T` multiply-adds, so for many vectors
+    /// arithmetic is the limit, not memory: `f32` goes to [`par_mat_mul`];
+    /// the other formats unpack a band of 64 rows at a time into f32 and
+    /// multiply it by `x` with matrixmultiply's kernels, bands shared out
+    /// between the threads. For a few vectors (under 16; 6 for `f32`) a
+    /// matvec each is faster, and is what runs.
     ///
     /// Shapes: `x` `(T, cols)`, `out` `(T, rows)`.
     pub fn matmul(&self, x: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
@@ -516,23 +534,35 @@ impl WeightMatrix {
             "matmul: x must have one column per input"
         );
         assert_eq!(out.dim(), (t, self.rows), "matmul: out must be (T, rows)");
+        if t < self.format().matmul_from() {
+            let mut y = vec![0.0; self.rows];
+            for (x, mut out) in x.rows().into_iter().zip(out.rows_mut()) {
+                let x = x
+                    .as_slice()
+                    .map_or_else(|| Cow::Owned(x.to_vec()), Cow::Borrowed);
+                self.matvec(&x, &mut y);
+                out.assign(&ArrayView1::from(&y));
+            }
+            return;
+        }
+        // matrixmultiply first copies both operands into its working order,
+        // a fast copy for `x` if it is stored column by column: stored so
+        // once here, rather than copied slowly once a band.
+        let x_cols = x.t().as_standard_layout().into_owned(); // (cols, T)
+        let x = x_cols.t(); // (T, cols)
         if let Data::F32(w) = &self.data {
             let w = ArrayView2::from_shape((self.rows, self.cols), w).expect("rows·cols numbers");
             par_mat_mul(1.0, &x, &w.t(), 0.0, &mut out); // (T, cols) x (cols, rows)
             return;
         }
         let cols = self.cols;
-        // One band: its rows unpacked into `scratch`, then (T, cols) x (cols, n).
+        // One band: its n rows unpacked into `scratch`, then (T, cols) x (cols, n).
         let band = |scratch: &mut Vec<f32>, (i, mut out): (usize, ArrayViewMut2<f32>)| {
             let n = out.ncols();
             scratch.resize(n * cols, 0.0);
             simd(
                 #[inline(always)]
-                || {
-                    for (k, row) in scratch.chunks_exact_mut(cols.max(1)).enumerate() {
-                        self.row(i * BAND + k, row);
-                    }
-                },
+                || self.unpack_rows(i * BAND, scratch),
             );
             let w = ArrayView2::from_shape((n, cols), &scratch[..]).expect("n·cols numbers");
             general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out); // (T, cols) x (cols, n)
@@ -561,8 +591,18 @@ impl WeightMatrix {
             self.cols,
             "row: out must have one number per column"
         );
-        let (start, end) = (r * self.cols, (r + 1) * self.cols);
-        let (bs, be) = (start / BLOCK, end / BLOCK); // this row's blocks
+        simd(
+            #[inline(always)]
+            || self.unpack_rows(r, out),
+        );
+    }
+
+    /// Rows `r`, `r + 1`, ... unpacked into `out`, as many as it holds
+    /// (whole rows): [`row`](Self::row)'s loop, inlined into a caller's
+    /// [`simd`] loop.
+    #[inline(always)]
+    fn unpack_rows(&self, r: usize, out: &mut [f32]) {
+        let (start, end) = (r * self.cols, r * self.cols + out.len());
         match &self.data {
             Data::F32(w) => out.copy_from_slice(&w[start..end]),
             Data::Int8 { scale, q } => {
@@ -570,22 +610,24 @@ impl WeightMatrix {
                     *y = scale * f32::from(q);
                 }
             }
+            // Each block is read whole before its 32 numbers are written:
+            // interleaved, the compiler could not prove that a write to
+            // `out` leaves the block's next bytes alone, and kept to one
+            // number at a time.
             Data::Q8_0(blocks) => {
-                for (b, y) in blocks[bs..be].iter().zip(out.as_chunks_mut::<BLOCK>().0) {
-                    let d = f16_to_f32(b.d);
-                    for (y, &q) in y.iter_mut().zip(&b.qs) {
-                        *y = d * f32::from(q);
-                    }
+                let blocks = &blocks[start / BLOCK..end / BLOCK];
+                for (&b, y) in blocks.iter().zip(out.as_chunks_mut::<BLOCK>().0) {
+                    let d = scale_to_f32(b.d);
+                    *y = b.qs.map(|q| d * f32::from(q));
                 }
             }
             Data::Q4_0(blocks) => {
-                for (b, y) in blocks[bs..be].iter().zip(out.as_chunks_mut::<BLOCK>().0) {
-                    let d = f16_to_f32(b.d);
+                let blocks = &blocks[start / BLOCK..end / BLOCK];
+                for (&b, y) in blocks.iter().zip(out.as_chunks_mut::<BLOCK>().0) {
+                    let d = scale_to_f32(b.d);
                     let (lo, hi) = y.split_at_mut(BLOCK / 2);
-                    for ((lo, hi), &byte) in lo.iter_mut().zip(hi).zip(&b.qs) {
-                        *lo = d * (f32::from(byte & 0x0f) - 8.0);
-                        *hi = d * (f32::from(byte >> 4) - 8.0);
-                    }
+                    lo.copy_from_slice(&b.qs.map(|n| d * (f32::from(n & 0x0f) - 8.0)));
+                    hi.copy_from_slice(&b.qs.map(|n| d * (f32::from(n >> 4) - 8.0)));
                 }
             }
         }
@@ -966,7 +1008,7 @@ mod tests {
         fn matvec_and_matmul_agree_with_the_unpacked_matrix(
             rows in 1_usize..80,
             blocks in 1_usize..6,
-            t in 1_usize..4,
+            t in prop::sample::select(vec![1, 3, 16, 21]),
             seed in 0_u64..1000,
         ) {
             check_products(rows, blocks * BLOCK, t, seed);
@@ -1015,27 +1057,43 @@ mod tests {
 
     #[test]
     fn products_of_large_matrices_shared_between_threads_agree() {
-        // 300 x 256 weights: matvec shares out its rows; 8 x 300 x 512
+        // 300 x 256 weights: matvec shares out its rows; 20 x 300 x 512
         // multiply-adds: matmul shares out its bands (five, the last of 44 rows).
         check_products(300, 256, 1, 7);
-        check_products(300, 512, 8, 8);
+        check_products(300, 512, 20, 8);
+    }
+
+    #[test]
+    fn matmul_takes_arrays_in_any_layout() {
+        let w = randn((70, 64), 0.1, &mut seeded(9));
+        for format in Format::ALL {
+            let q = WeightMatrix::from_rows(w.view(), format).unwrap();
+            for t in [3, 20] {
+                let x = randn((64, t), 1.0, &mut seeded(10)); // used transposed
+                let mut expect = Array2::zeros((t, 70));
+                q.matmul(x.t().as_standard_layout().view(), expect.view_mut());
+                let mut out = Array2::zeros((70, t)); // written transposed
+                q.matmul(x.t(), out.view_mut().reversed_axes());
+                assert_eq!(out.t(), expect, "{format}, T = {t}");
+            }
+        }
     }
 
     #[test]
     fn f32_format_computes_the_linear_layer() {
         // A linear layer (in, out) = (96, 200) with zero bias: y = x·W.
         let layer = LinearParams::new(96, 200, 0.1, &mut seeded(3));
-        let x = randn((1, 5, 96), 1.0, &mut seeded(4)); // (B, T, C)
-        let mut expect = Array3::zeros((1, 5, 200));
+        let x = randn((1, 8, 96), 1.0, &mut seeded(4)); // (B, T, C)
+        let mut expect = Array3::zeros((1, 8, 200));
         matmul_forward(&mut expect, &x, &layer);
         let q = WeightMatrix::from_linear(layer.weight.view(), Format::F32).unwrap();
         assert_eq!((q.rows(), q.cols()), (200, 96));
         assert_eq!(q.dequantize(), layer.weight.t());
-        let x = x.into_shape_with_order((5, 96)).unwrap();
+        let x = x.into_shape_with_order((8, 96)).unwrap();
         let size: Vec<f32> = (x.abs().dot(&layer.weight.abs())).iter().copied().collect();
         let expect = expect.as_slice().unwrap();
         // matvec, one position at a time
-        let mut y = Array2::zeros((5, 200));
+        let mut y = Array2::zeros((8, 200));
         for (xt, mut yt) in x.rows().into_iter().zip(y.rows_mut()) {
             q.matvec(xt.as_slice().unwrap(), yt.as_slice_mut().unwrap());
         }
@@ -1046,8 +1104,8 @@ mod tests {
             1e-5,
             "f32 matvec vs x·W",
         );
-        // matmul, all five at once
-        let mut y = Array2::zeros((5, 200));
+        // matmul, all eight at once (a matrix product)
+        let mut y = Array2::zeros((8, 200));
         q.matmul(x.view(), y.view_mut());
         assert_close(
             y.as_slice().unwrap(),
