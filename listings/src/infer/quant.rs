@@ -11,7 +11,9 @@
 //! A quantised weight is a small integer `q` times a scale `d` that many
 //! weights share: `w ≈ d·q`. The scale is chosen so that the group's largest
 //! weight maps to the largest integer, and every other weight is rounded to
-//! the nearest multiple of `d`, an error of at most `d/2`. The formats:
+//! the nearest multiple of `d`, an error of at most `d/2` (plus, where `d`
+//! is stored as an f16, `|q|` times that rounding of `d`; `q4_0` has one
+//! more exception, below). The formats:
 //!
 //! | [`Format`] | weights sharing a scale | storage for 32 weights | bits a weight |
 //! |---|---|---|---|
@@ -52,30 +54,37 @@
 //! // A linear layer's weight, (in, out) = (768, 256), and an input (768).
 //! let w = randn((768, 256), 0.02, &mut seeded(0));
 //! let x = randn(768, 1.0, &mut seeded(1));
-//! let exact = x.dot(&w); // (256)
+//! let exact = x.dot(&w); // (256), each about ±0.55
 //!
 //! let q = WeightMatrix::from_linear(w.view(), Format::Q8_0)?;
 //! assert_eq!((q.rows(), q.cols()), (256, 768)); // one row per output
 //! assert_eq!(q.bytes(), 256 * 768 / 32 * 34); // 8.5 bits a weight instead of 32
 //! let mut y = vec![0.0; 256];
 //! q.matvec(x.as_slice().unwrap(), &mut y);
-//! let worst = y.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-//! assert!(worst < 0.01, "{worst}"); // outputs are about ±0.55
+//! let worst = |y: &[f32]| y.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+//! assert!(worst(&y) < 0.01);
+//!
+//! // Half the bytes again, about twenty times the error.
+//! let q = WeightMatrix::from_linear(w.view(), Format::Q4_0)?;
+//! assert_eq!(q.bytes(), 256 * 768 / 32 * 18);
+//! q.matvec(x.as_slice().unwrap(), &mut y);
+//! assert!(worst(&y) > 0.05 && worst(&y) < 0.2);
 //! # Ok::<(), listings::infer::quant::QuantError>(())
 //! ```
 //!
 //! Shapes: a matrix is `(rows, cols)`; `T` positions multiplied at once.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::checkpoint::hf::{f16_to_f32, f32_to_f16};
-use crate::parallel::{num_threads, par_mat_mul, pool, simd, sum_zip};
+use crate::parallel::{num_threads, par_mat_mul, pool, simd};
 
 /// How many consecutive weights of a row share one scale in `q8_0` and
 /// `q4_0` (llama.cpp's `QK8_0` and `QK4_0`).
@@ -117,6 +126,19 @@ impl Format {
         match self {
             Format::Q8_0 | Format::Q4_0 => BLOCK,
             Format::F32 | Format::Int8 => 1,
+        }
+    }
+
+    /// From how many vectors at once [`WeightMatrix::matmul`] unpacks the
+    /// matrix for a matrix product; below, it runs
+    /// [`matvec`](WeightMatrix::matvec) on each. Measured on the book's
+    /// machine: the product's fixed cost (unpacking and copying every
+    /// weight) is larger for the quantised formats, whose matvecs are
+    /// cheaper.
+    fn matmul_from(self) -> usize {
+        match self {
+            Format::F32 => 6,
+            Format::Int8 | Format::Q8_0 | Format::Q4_0 => 16,
         }
     }
 }
@@ -228,10 +250,8 @@ fn quantize_int8(w: &[f32]) -> (f32, Vec<i8>) {
     if scale == 0.0 {
         return (0.0, vec![0; w.len()]); // all zeros
     }
-    (
-        scale,
-        w.iter().map(|&x| (x / scale).round() as i8).collect(),
-    )
+    let q = pool().install(|| w.par_iter().map(|&x| (x / scale).round() as i8).collect());
+    (scale, q)
 }
 // ANCHOR_END: quantize_int8
 
@@ -345,9 +365,7 @@ impl WeightMatrix {
                 block,
             });
         }
-        if let Some(((row, col), &value)) = m.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(QuantError::NonFinite { row, col, value });
-        }
+        check_finite(m)?;
         let w = m.as_standard_layout(); // row-major, copied only if it is not already
         let w = w.as_slice().expect("a standard-layout array is one slice");
         let data = match format {
@@ -367,9 +385,7 @@ impl WeightMatrix {
     /// its transpose, `(out, in)`, row `r` holding output `r`'s weights.
     /// A non-finite weight is reported at its `[in, out]` position.
     pub fn from_linear(w: ArrayView2<f32>, format: Format) -> Result<Self, QuantError> {
-        if let Some(((row, col), &value)) = w.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(QuantError::NonFinite { row, col, value });
-        }
+        check_finite(w)?;
         Self::from_rows(w.t(), format)
     }
 
@@ -458,15 +474,41 @@ impl WeightMatrix {
         }
         let parallel = self.rows * self.cols >= PAR_MATVEC;
         let nb = self.cols / BLOCK; // blocks a row, for the block formats
+        // Each closure is marked to be inlined into `simd`'s, and so compiled
+        // for wide vectors with it.
         match &self.data {
-            Data::F32(w) => par_rows(w, self.cols, out, parallel, |row| {
-                sum_zip(row, x, |w, x| w * x)
-            }),
-            Data::Int8 { scale, q } => {
-                par_rows(q, self.cols, out, parallel, |row| scale * dot_i8(row, x))
-            }
-            Data::Q8_0(blocks) => par_rows(blocks, nb, out, parallel, |row| dot_q8_0(row, x)),
-            Data::Q4_0(blocks) => par_rows(blocks, nb, out, parallel, |row| dot_q4_0(row, x)),
+            Data::F32(w) => par_rows(
+                w,
+                self.cols,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| dot_f32(row, x),
+            ),
+            Data::Int8 { scale, q } => par_rows(
+                q,
+                self.cols,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| scale * dot_i8(row, x),
+            ),
+            Data::Q8_0(blocks) => par_rows(
+                blocks,
+                nb,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| dot_q8_0(row, x),
+            ),
+            Data::Q4_0(blocks) => par_rows(
+                blocks,
+                nb,
+                out,
+                parallel,
+                #[inline(always)]
+                |row| dot_q4_0(row, x),
+            ),
         }
     }
     // ANCHOR_END: matvec
@@ -476,10 +518,12 @@ impl WeightMatrix {
     /// the rows of `x` (a prompt's positions), equal to it up to the
     /// rounding of the sums.
     ///
-    /// Every weight now serves `T` multiply-adds, so arithmetic is the
-    /// limit, not memory: `f32` goes straight to [`par_mat_mul`]; the other
-    /// formats unpack a band of 64 rows into f32 and multiply it by `x` with
-    /// matrixmultiply's kernels, bands shared out between the threads.
+    /// Every weight now serves `T` multiply-adds, so for many vectors
+    /// arithmetic is the limit, not memory: `f32` goes to [`par_mat_mul`];
+    /// the other formats unpack a band of 64 rows at a time into f32 and
+    /// multiply it by `x` with matrixmultiply's kernels, bands shared out
+    /// between the threads. For a few vectors (under 16; 6 for `f32`) a
+    /// matvec each is faster, and is what runs.
     ///
     /// Shapes: `x` `(T, cols)`, `out` `(T, rows)`.
     pub fn matmul(&self, x: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
@@ -490,23 +534,35 @@ impl WeightMatrix {
             "matmul: x must have one column per input"
         );
         assert_eq!(out.dim(), (t, self.rows), "matmul: out must be (T, rows)");
+        if t < self.format().matmul_from() {
+            let mut y = vec![0.0; self.rows];
+            for (x, mut out) in x.rows().into_iter().zip(out.rows_mut()) {
+                let x = x
+                    .as_slice()
+                    .map_or_else(|| Cow::Owned(x.to_vec()), Cow::Borrowed);
+                self.matvec(&x, &mut y);
+                out.assign(&ArrayView1::from(&y));
+            }
+            return;
+        }
+        // matrixmultiply first copies both operands into its working order,
+        // a fast copy for `x` if it is stored column by column: stored so
+        // once here, rather than copied slowly once a band.
+        let x_cols = x.t().as_standard_layout().into_owned(); // (cols, T)
+        let x = x_cols.t(); // (T, cols)
         if let Data::F32(w) = &self.data {
             let w = ArrayView2::from_shape((self.rows, self.cols), w).expect("rows·cols numbers");
             par_mat_mul(1.0, &x, &w.t(), 0.0, &mut out); // (T, cols) x (cols, rows)
             return;
         }
         let cols = self.cols;
-        // One band: its rows unpacked into `scratch`, then (T, cols) x (cols, n).
+        // One band: its n rows unpacked into `scratch`, then (T, cols) x (cols, n).
         let band = |scratch: &mut Vec<f32>, (i, mut out): (usize, ArrayViewMut2<f32>)| {
             let n = out.ncols();
             scratch.resize(n * cols, 0.0);
             simd(
                 #[inline(always)]
-                || {
-                    for (k, row) in scratch.chunks_exact_mut(cols.max(1)).enumerate() {
-                        self.row(i * BAND + k, row);
-                    }
-                },
+                || self.unpack_rows(i * BAND, scratch),
             );
             let w = ArrayView2::from_shape((n, cols), &scratch[..]).expect("n·cols numbers");
             general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out); // (T, cols) x (cols, n)
@@ -535,8 +591,18 @@ impl WeightMatrix {
             self.cols,
             "row: out must have one number per column"
         );
-        let (start, end) = (r * self.cols, (r + 1) * self.cols);
-        let (bs, be) = (start / BLOCK, end / BLOCK); // this row's blocks
+        simd(
+            #[inline(always)]
+            || self.unpack_rows(r, out),
+        );
+    }
+
+    /// Rows `r`, `r + 1`, ... unpacked into `out`, as many as it holds
+    /// (whole rows): [`row`](Self::row)'s loop, inlined into a caller's
+    /// [`simd`] loop.
+    #[inline(always)]
+    fn unpack_rows(&self, r: usize, out: &mut [f32]) {
+        let (start, end) = (r * self.cols, r * self.cols + out.len());
         match &self.data {
             Data::F32(w) => out.copy_from_slice(&w[start..end]),
             Data::Int8 { scale, q } => {
@@ -544,22 +610,24 @@ impl WeightMatrix {
                     *y = scale * f32::from(q);
                 }
             }
+            // Each block is read whole before its 32 numbers are written:
+            // interleaved, the compiler could not prove that a write to
+            // `out` leaves the block's next bytes alone, and kept to one
+            // number at a time.
             Data::Q8_0(blocks) => {
-                for (b, y) in blocks[bs..be].iter().zip(out.as_chunks_mut::<BLOCK>().0) {
-                    let d = f16_to_f32(b.d);
-                    for (y, &q) in y.iter_mut().zip(&b.qs) {
-                        *y = d * f32::from(q);
-                    }
+                let blocks = &blocks[start / BLOCK..end / BLOCK];
+                for (&b, y) in blocks.iter().zip(out.as_chunks_mut::<BLOCK>().0) {
+                    let d = scale_to_f32(b.d);
+                    *y = b.qs.map(|q| d * f32::from(q));
                 }
             }
             Data::Q4_0(blocks) => {
-                for (b, y) in blocks[bs..be].iter().zip(out.as_chunks_mut::<BLOCK>().0) {
-                    let d = f16_to_f32(b.d);
+                let blocks = &blocks[start / BLOCK..end / BLOCK];
+                for (&b, y) in blocks.iter().zip(out.as_chunks_mut::<BLOCK>().0) {
+                    let d = scale_to_f32(b.d);
                     let (lo, hi) = y.split_at_mut(BLOCK / 2);
-                    for ((lo, hi), &byte) in lo.iter_mut().zip(hi).zip(&b.qs) {
-                        *lo = d * (f32::from(byte & 0x0f) - 8.0);
-                        *hi = d * (f32::from(byte >> 4) - 8.0);
-                    }
+                    lo.copy_from_slice(&b.qs.map(|n| d * (f32::from(n & 0x0f) - 8.0)));
+                    hi.copy_from_slice(&b.qs.map(|n| d * (f32::from(n >> 4) - 8.0)));
                 }
             }
         }
@@ -580,18 +648,37 @@ impl WeightMatrix {
     }
 }
 
+/// Fails with the position of the first weight (in row-major order) that is
+/// infinite or NaN. Reads the numbers in the order they are stored, which is
+/// fast for a transposed view too; looks for the position only if one is
+/// found.
+fn check_finite(m: ArrayView2<f32>) -> Result<(), QuantError> {
+    let all_finite = match m.as_slice_memory_order() {
+        Some(numbers) => numbers.iter().all(|v| v.is_finite()),
+        None => m.iter().all(|v| v.is_finite()),
+    };
+    if all_finite {
+        return Ok(());
+    }
+    match m.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        Some(((row, col), &value)) => Err(QuantError::NonFinite { row, col, value }),
+        None => Ok(()),
+    }
+}
+
 /// A row-major matrix, `cols` a multiple of [`BLOCK`], quantised block by
 /// block, rows one after another, its blocks' scales checked to fit an f16.
 fn quantize_blocks<B>(
     w: &[f32],
     cols: usize,
     format: Format,
-    quantize: impl Fn(&[f32; BLOCK]) -> B,
+    quantize: impl Fn(&[f32; BLOCK]) -> B + Sync,
 ) -> Result<Vec<B>, QuantError>
 where
-    B: Copy + HasScale,
+    B: Copy + HasScale + Send,
 {
-    let blocks: Vec<B> = w.as_chunks::<BLOCK>().0.iter().map(quantize).collect();
+    let blocks: Vec<B> =
+        pool().install(|| w.as_chunks::<BLOCK>().0.par_iter().map(&quantize).collect());
     if let Some(i) = blocks
         .iter()
         .position(|b| !f16_to_f32(b.scale()).is_finite())
@@ -661,38 +748,69 @@ fn par_rows<T: Sync>(
     });
 }
 
-/// `Σ q[i]·x[i]` for an int8 row, in 16 interleaved partial sums.
+/// `Σ w[i]·x[i]` for an f32 row, in 16 interleaved partial sums: the sum
+/// [`sum_zip`](crate::parallel::sum_zip) takes, written out here because
+/// that function is not always inlined, and a call out of the caller's
+/// [`simd`] loop would run without wide vectors.
+#[inline(always)]
+fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [0.0_f32; 16];
+    let (ws, xs) = (w.chunks_exact(16), x.chunks_exact(16));
+    let tail: f32 = (ws.remainder().iter().zip(xs.remainder()))
+        .map(|(&w, &x)| w * x)
+        .sum();
+    for (w, x) in ws.zip(xs) {
+        for ((acc, &w), &x) in acc.iter_mut().zip(w).zip(x) {
+            *acc += w * x;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ q[i]·x[i]` for an int8 row, as [`dot_f32`].
 #[inline(always)]
 fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
     let mut acc = [0.0_f32; 16];
-    let (qs, q_tail) = q.as_chunks::<16>();
-    let (xs, x_tail) = x.as_chunks::<16>();
-    for (q, x) in qs.iter().zip(xs) {
-        for l in 0..16 {
-            acc[l] += f32::from(q[l]) * x[l];
-        }
-    }
-    let tail: f32 = q_tail
-        .iter()
-        .zip(x_tail)
+    let (qs, xs) = (q.chunks_exact(16), x.chunks_exact(16));
+    let tail: f32 = (qs.remainder().iter().zip(xs.remainder()))
         .map(|(&q, &x)| f32::from(q) * x)
         .sum();
+    for (q, x) in qs.zip(xs) {
+        for ((acc, &q), &x) in acc.iter_mut().zip(q).zip(x) {
+            *acc += f32::from(q) * x;
+        }
+    }
     acc.iter().sum::<f32>() + tail
+}
+
+/// A block's f16 scale as an f32: [`f16_to_f32`] without its branches, for
+/// the inner loops, exact for every finite f16 (the only kind a block
+/// holds). The f16's exponent and fraction bits, moved to where an f32 keeps
+/// them, make an f32 2^112 times too small (the exponents' biases differ by
+/// 127 - 15); one multiplication by 2^112 corrects it, subnormal f16s
+/// included.
+#[inline(always)]
+fn scale_to_f32(h: u16) -> f32 {
+    const TWO_TO_112: f32 = f32::from_bits((112 + 127) << 23);
+    let magnitude = f32::from_bits(u32::from(h & 0x7fff) << 13) * TWO_TO_112;
+    f32::from_bits(magnitude.to_bits() | u32::from(h & 0x8000) << 16)
 }
 
 // ANCHOR: dot_q8_0
 /// One row of Q8_0 blocks times `x`: `Σ_blocks d · Σ_j q[j]·x[j]`.
 ///
 /// Sixteen partial sums, one a vector lane: each block adds
-/// `d·(q[l]·x[l] + q[l+16]·x[l+16])` to lane `l`, so a block is two
-/// conversions of 16 integers to floats, a few 16-wide multiply-adds, and
-/// no bounds checks (the arrays have fixed lengths). The lanes are added
-/// up once, at the end of the row.
+/// `d·(q[l]·x[l] + q[l+16]·x[l+16])` to lane `l`. With 16-wide vectors a
+/// block is two conversions of 16 integers to floats, three multiplications
+/// and two additions, and its scale's conversion without a branch; the
+/// fixed-length arrays need no bounds checks. The lanes are added up once,
+/// at the end of the row, one after another: the compiler turned the loop
+/// into narrower vectors when they were added pairwise instead.
 #[inline(always)]
 fn dot_q8_0(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
     let mut acc = [0.0_f32; 16];
     for (b, x) in blocks.iter().zip(x.as_chunks::<BLOCK>().0) {
-        let d = f16_to_f32(b.d);
+        let d = scale_to_f32(b.d);
         for l in 0..16 {
             acc[l] += d * (f32::from(b.qs[l]) * x[l] + f32::from(b.qs[l + 16]) * x[l + 16]);
         }
@@ -707,7 +825,7 @@ fn dot_q8_0(blocks: &[BlockQ8_0], x: &[f32]) -> f32 {
 fn dot_q4_0(blocks: &[BlockQ4_0], x: &[f32]) -> f32 {
     let mut acc = [0.0_f32; 16];
     for (b, x) in blocks.iter().zip(x.as_chunks::<BLOCK>().0) {
-        let d = f16_to_f32(b.d);
+        let d = scale_to_f32(b.d);
         for l in 0..16 {
             let lo = f32::from(b.qs[l] & 0x0f) - 8.0;
             let hi = f32::from(b.qs[l] >> 4) - 8.0;
@@ -794,6 +912,17 @@ mod tests {
         assert_eq!(back[16..20], [7.0, -1.0, 1.0, 7.0]); // 7.9 -> 7: error 0.9 < |d| = 1
         assert_eq!(back[32..34], [4.0, 1.0]);
         assert_eq!(back[48..50], [-3.5, -1.5]); // -4 -> -3.5: error 0.5 = |d|
+    }
+
+    #[test]
+    fn scale_to_f32_is_f16_to_f32_for_every_finite_f16() {
+        for h in (0..=u16::MAX).filter(|h| h & 0x7c00 != 0x7c00) {
+            assert_eq!(
+                scale_to_f32(h).to_bits(),
+                f16_to_f32(h).to_bits(),
+                "{h:#06x}"
+            );
+        }
     }
 
     #[test]
@@ -898,7 +1027,7 @@ mod tests {
         fn matvec_and_matmul_agree_with_the_unpacked_matrix(
             rows in 1_usize..80,
             blocks in 1_usize..6,
-            t in 1_usize..4,
+            t in prop::sample::select(vec![1, 3, 16, 21]),
             seed in 0_u64..1000,
         ) {
             check_products(rows, blocks * BLOCK, t, seed);
@@ -947,27 +1076,43 @@ mod tests {
 
     #[test]
     fn products_of_large_matrices_shared_between_threads_agree() {
-        // 300 x 256 weights: matvec shares out its rows; 8 x 300 x 512
+        // 300 x 256 weights: matvec shares out its rows; 20 x 300 x 512
         // multiply-adds: matmul shares out its bands (five, the last of 44 rows).
         check_products(300, 256, 1, 7);
-        check_products(300, 512, 8, 8);
+        check_products(300, 512, 20, 8);
+    }
+
+    #[test]
+    fn matmul_takes_arrays_in_any_layout() {
+        let w = randn((70, 64), 0.1, &mut seeded(9));
+        for format in Format::ALL {
+            let q = WeightMatrix::from_rows(w.view(), format).unwrap();
+            for t in [3, 20] {
+                let x = randn((64, t), 1.0, &mut seeded(10)); // used transposed
+                let mut expect = Array2::zeros((t, 70));
+                q.matmul(x.t().as_standard_layout().view(), expect.view_mut());
+                let mut out = Array2::zeros((70, t)); // written transposed
+                q.matmul(x.t(), out.view_mut().reversed_axes());
+                assert_eq!(out.t(), expect, "{format}, T = {t}");
+            }
+        }
     }
 
     #[test]
     fn f32_format_computes_the_linear_layer() {
         // A linear layer (in, out) = (96, 200) with zero bias: y = x·W.
         let layer = LinearParams::new(96, 200, 0.1, &mut seeded(3));
-        let x = randn((1, 5, 96), 1.0, &mut seeded(4)); // (B, T, C)
-        let mut expect = Array3::zeros((1, 5, 200));
+        let x = randn((1, 8, 96), 1.0, &mut seeded(4)); // (B, T, C)
+        let mut expect = Array3::zeros((1, 8, 200));
         matmul_forward(&mut expect, &x, &layer);
         let q = WeightMatrix::from_linear(layer.weight.view(), Format::F32).unwrap();
         assert_eq!((q.rows(), q.cols()), (200, 96));
         assert_eq!(q.dequantize(), layer.weight.t());
-        let x = x.into_shape_with_order((5, 96)).unwrap();
+        let x = x.into_shape_with_order((8, 96)).unwrap();
         let size: Vec<f32> = (x.abs().dot(&layer.weight.abs())).iter().copied().collect();
         let expect = expect.as_slice().unwrap();
         // matvec, one position at a time
-        let mut y = Array2::zeros((5, 200));
+        let mut y = Array2::zeros((8, 200));
         for (xt, mut yt) in x.rows().into_iter().zip(y.rows_mut()) {
             q.matvec(xt.as_slice().unwrap(), yt.as_slice_mut().unwrap());
         }
@@ -978,8 +1123,8 @@ mod tests {
             1e-5,
             "f32 matvec vs x·W",
         );
-        // matmul, all five at once
-        let mut y = Array2::zeros((5, 200));
+        // matmul, all eight at once (a matrix product)
+        let mut y = Array2::zeros((8, 200));
         q.matmul(x.view(), y.view_mut());
         assert_close(
             y.as_slice().unwrap(),
