@@ -29,7 +29,10 @@
 //!   fewer tokens measure it as well (`--uncached-new`).
 //!
 //! The ratio is cached over uncached decode speed. The book shape is timed
-//! `--reps` times (default 50) and the medians printed; GPT-2's once.
+//! `--reps` times (default 50) and the medians printed. GPT-2's cached run
+//! is timed `--gpt2-reps` times (default 3) and its uncached run once (its
+//! 7 passes of a whole context already take about half a minute); the
+//! prefill speed is the median over all its runs, uncached included.
 //! `bench/transformers_generate.py` measures the same things on the same
 //! GPT-2 shape with Hugging Face transformers, for a comparison on one
 //! machine.
@@ -61,6 +64,8 @@ struct Args {
     uncached_new: usize,
     /// Runs of the book shape.
     reps: usize,
+    /// Cached runs of GPT-2's shape.
+    gpt2_reps: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -70,6 +75,7 @@ fn parse_args() -> Result<Args> {
         new: 64,
         uncached_new: 8,
         reps: 50,
+        gpt2_reps: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -80,7 +86,8 @@ fn parse_args() -> Result<Args> {
         };
         match arg.as_str() {
             "--quick" => {
-                (args.context, args.new, args.uncached_new, args.reps) = (128, 8, 2, 3);
+                (args.context, args.new, args.uncached_new) = (128, 8, 2);
+                (args.reps, args.gpt2_reps) = (3, 1);
             }
             "--only" => {
                 let shape = it.next().context("--only needs book or gpt2")?;
@@ -93,9 +100,10 @@ fn parse_args() -> Result<Args> {
             "--new" => args.new = value("--new")?,
             "--uncached-new" => args.uncached_new = value("--uncached-new")?,
             "--reps" => args.reps = value("--reps")?,
+            "--gpt2-reps" => args.gpt2_reps = value("--gpt2-reps")?,
             other => bail!(
                 "unknown argument {other:?}; expected --quick, --only book|gpt2, --context T, \
-                 --new N, --uncached-new M, --reps R"
+                 --new N, --uncached-new M, --reps R, --gpt2-reps R"
             ),
         }
     }
@@ -108,8 +116,8 @@ fn parse_args() -> Result<Args> {
             args.new
         );
     }
-    if args.reps == 0 {
-        bail!("--reps must be at least 1");
+    if args.reps == 0 || args.gpt2_reps == 0 {
+        bail!("--reps and --gpt2-reps must be at least 1");
     }
     Ok(args)
 }
@@ -134,7 +142,10 @@ struct Shape {
     prompt: usize,
     new: usize,
     uncached_new: usize,
+    /// Cached runs.
     reps: usize,
+    /// Uncached runs.
+    uncached_reps: usize,
 }
 
 /// Greedy generation of `new` tokens after `prompt`.
@@ -170,6 +181,20 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// A speed with three significant digits or more: `15952`, `33.8`, `0.291`.
+fn rate(x: f64) -> String {
+    let decimals = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else if x >= 1.0 {
+        2
+    } else {
+        3
+    };
+    format!("{x:.decimals$}")
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -191,10 +216,11 @@ fn bench(shape: &Shape) -> Result<()> {
         thousands(gpt.num_parameters()),
         start.elapsed().as_secs_f64()
     );
-    let runs = if shape.reps == 1 {
-        "one run each".to_string()
-    } else {
-        format!("medians of {} runs", shape.reps)
+    let runs = match (shape.reps, shape.uncached_reps) {
+        (1, 1) => "one run each".to_string(),
+        (r, u) if r == u => format!("medians of {r} runs"),
+        (r, 1) => format!("medians of {r} cached runs, one uncached"),
+        (r, u) => format!("medians of {r} cached runs and {u} uncached"),
     };
     println!(
         "  a random prompt of {} tokens in one pass, then greedy decoding: {} new tokens with \
@@ -210,25 +236,30 @@ fn bench(shape: &Shape) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot lay out the weights in {name}: {e}"))?;
         run(&decoder, &prompt, 2, true)?; // warm-up
         let (mut prefill, mut cached, mut uncached) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..shape.reps {
-            let g = run(&decoder, &prompt, shape.new, true)?;
-            prefill.push(shape.prompt as f64 / g.prefill.as_secs_f64());
-            cached.push((shape.new - 1) as f64 / g.decode.as_secs_f64());
-            let g = run(&decoder, &prompt, shape.uncached_new, false)?;
-            uncached.push((shape.uncached_new - 1) as f64 / g.decode.as_secs_f64());
+        for i in 0..shape.reps.max(shape.uncached_reps) {
+            if i < shape.reps {
+                let g = run(&decoder, &prompt, shape.new, true)?;
+                prefill.push(shape.prompt as f64 / g.prefill.as_secs_f64());
+                cached.push((shape.new - 1) as f64 / g.decode.as_secs_f64());
+            }
+            if i < shape.uncached_reps {
+                let g = run(&decoder, &prompt, shape.uncached_new, false)?;
+                prefill.push(shape.prompt as f64 / g.prefill.as_secs_f64());
+                uncached.push((shape.uncached_new - 1) as f64 / g.decode.as_secs_f64());
+            }
         }
         let (cached, uncached) = (median(cached), median(uncached));
         println!(
-            "  {name}: weights {:.1} MB; prefill {} at {:.1} tokens/s; decode with KV cache {} \
-             at {:.1} tokens/s; without {} at {:.1} tokens/s; cached/uncached decode {:.1}x",
+            "  {name}: weights {:.1} MB; prefill {} at {} tokens/s; decode with KV cache {} at \
+             {} tokens/s; without {} at {} tokens/s; cached/uncached decode {}x",
             decoder.bytes() as f64 / 1e6,
             tokens(shape.prompt),
-            median(prefill),
+            rate(median(prefill)),
             tokens(shape.new - 1),
-            cached,
+            rate(cached),
             tokens(shape.uncached_new - 1),
-            uncached,
-            cached / uncached
+            rate(uncached),
+            rate(cached / uncached)
         );
     }
     Ok(())
@@ -252,6 +283,7 @@ fn main() -> Result<()> {
             new: book_new,
             uncached_new: book_new,
             reps: args.reps,
+            uncached_reps: args.reps,
         },
         Shape {
             name: "GPT-2 124M shape",
@@ -259,7 +291,8 @@ fn main() -> Result<()> {
             prompt: args.context - args.new,
             new: args.new,
             uncached_new: args.uncached_new,
-            reps: 1,
+            reps: args.gpt2_reps,
+            uncached_reps: 1,
         },
     ];
     let wanted = |s: &Shape| match args.only.as_deref() {
