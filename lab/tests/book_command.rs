@@ -2,7 +2,8 @@
 //! flags are the book model's settings, flag for flag. (The CLI's own test,
 //! `the_book_command_runs_the_library_training_loop` in
 //! `listings/tests/cli_train.rs`, checks that those flags run the library's
-//! training loop and print its evaluations.)
+//! training loop and print its evaluations.) And the `listings sample`
+//! command it shows next writes the text of Listing 5-46.
 
 use lab::book_model::{BOOK_MODEL_SEED, book_model_config, book_train_config};
 use listings::train::run::TrainConfig;
@@ -75,4 +76,69 @@ fn the_book_command_has_the_book_models_settings() {
         defaults.seed, BOOK_MODEL_SEED,
         "the CLI seeds the weights with --seed"
     );
+}
+
+/// Chapter 5 says that its `listings sample` command on the book model
+/// printed the same continuation of "Once upon a time" as Listing 5-46.
+/// The listing calls chapter 4's `sample_text`; the command runs the
+/// generation loop of `listings::infer` with its default sampling flags
+/// (nanoGPT's: temperature 0.8, top-k 200, seed 1337; stopping at
+/// `<|endoftext|>`), whose sampler normalises before drawing and keeps
+/// exactly k tokens. On the book model both must still write the same text.
+#[test]
+fn the_chapters_sample_command_writes_the_listings_text() {
+    use lab::book_model::book_model;
+    use listings::infer::decode::Decoder;
+    use listings::infer::generate::{GenerateConfig, generate};
+    use listings::infer::quant::Format;
+    use listings::infer::sampler::Sampling;
+    use listings::sample::{SampleConfig, sample_text};
+    use listings::tokens::{ENDOFTEXT, TextTokenizer};
+
+    let chapter = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../src/ch05-training.md"
+    ))
+    .unwrap();
+    assert!(
+        chapter.contains(
+            "-- sample --checkpoint book.safetensors \\\n    --prompt \"Once upon a time\" \
+             --max-new-tokens 40\n"
+        ),
+        "chapter 5 shows the sample command this test runs"
+    );
+    let (prompt, new) = ("Once upon a time", 40);
+    let book = book_model().unwrap();
+    let sampling = SampleConfig {
+        max_new_tokens: new,
+        ..SampleConfig::default()
+    };
+    let listing = sample_text(&book.gpt, &book.tokenizer, prompt, &sampling).unwrap();
+
+    let TextTokenizer::Bpe(bpe) = &book.tokenizer else {
+        panic!("the book model reads BPE tokens");
+    };
+    let end = bpe
+        .special_tokens()
+        .iter()
+        .find(|(name, _)| name == ENDOFTEXT)
+        .map(|&(_, id)| id);
+    let config = GenerateConfig {
+        max_new_tokens: new,
+        sampling: Sampling {
+            temperature: 0.8,
+            top_k: Some(200),
+            top_p: None,
+            repetition_penalty: 1.0,
+            seed: 1337,
+        },
+        stop_tokens: end.into_iter().collect(),
+        ..GenerateConfig::default()
+    };
+    let decoder = Decoder::new(&book.gpt, Format::F32).unwrap();
+    let ids = book.tokenizer.encode(prompt).unwrap();
+    let made = generate(&decoder, &ids, &config, |_| true).unwrap().tokens;
+    assert_eq!(made.len(), new, "no <|endoftext|> among them");
+    let command = format!("{prompt}{}", book.tokenizer.decode(&made).unwrap());
+    assert_eq!(command, listing);
 }

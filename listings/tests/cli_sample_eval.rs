@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use listings::checkpoint::{load, save};
+use listings::infer::decode::Decoder;
+use listings::infer::generate::{GenerateConfig, generate};
+use listings::infer::quant::Format;
+use listings::infer::sampler::Sampling;
 use listings::model::{Gpt, GptConfig};
-use listings::sample::{SampleConfig, generate};
 use listings::tokens::{CharVocab, TextTokenizer};
 use listings::train::batches::mean_window_loss;
 
@@ -94,14 +97,24 @@ fn sample_prints_what_the_library_generates() {
     ));
     let loaded = load(&path).unwrap();
     let prompt = loaded.tokenizer.encode("the ").unwrap();
-    let config = SampleConfig {
+    let config = GenerateConfig {
         max_new_tokens: 40,
-        temperature: 0.7,
-        top_k: Some(5),
-        seed: 3,
+        sampling: Sampling {
+            temperature: 0.7,
+            top_k: Some(5),
+            seed: 3,
+            ..Sampling::default()
+        },
+        ..GenerateConfig::default()
     };
-    let ids = generate(&loaded.gpt, &prompt, &config).unwrap();
-    assert_eq!(out, loaded.tokenizer.decode(&ids).unwrap() + "\n");
+    let decoder = Decoder::new(&loaded.gpt, Format::F32).unwrap();
+    let new = generate(&decoder, &prompt, &config, |_| true)
+        .unwrap()
+        .tokens;
+    assert_eq!(
+        out,
+        format!("the {}\n", loaded.tokenizer.decode(&new).unwrap())
+    );
 }
 
 #[test]
@@ -245,7 +258,7 @@ fn sample_refuses_bad_prompts_and_settings() {
     let err = fails(&sample_args(ckpt, &["--temperature", "-1"]));
     assert!(err.contains("temperature -1 is not allowed"), "{err}");
     let err = fails(&sample_args(ckpt, &["--top-k", "0"]));
-    assert!(err.contains("top_k = 0 keeps no token"), "{err}");
+    assert!(err.contains("top-k 0 keeps no token"), "{err}");
     let err = fails(&["sample", "--checkpoint", ckpt, "--prompt", ""]);
     assert!(err.contains("the prompt is empty"), "{err}");
 }

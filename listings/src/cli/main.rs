@@ -10,7 +10,10 @@
 //! listings train --data input.txt --out ckpt.safetensors --n-layer 4 --n-head 4 \\
 //!     --n-embd 128 --block-size 64 --batch-size 12 --max-iters 2000 --lr-decay-iters 2000
 //! listings sample --checkpoint ckpt.safetensors --prompt "Once upon a time"
+//! listings sample --model gpt2/ --prompt "Hello, I'm a language model," --top-p 0.9
+//! listings sample --model gpt2/ --prompt "The capital of France is" --beams 4 --max-new-tokens 8
 //! listings eval --checkpoint ckpt.safetensors --data input.txt
+//! listings eval --model gpt2/ --data input.txt
 //! listings finetune --base ckpt.safetensors --data chat.jsonl --method lora --out adapter
 //! listings merge-lora --base ckpt.safetensors --adapter adapter --out tuned.safetensors
 //! ```
@@ -26,6 +29,7 @@ use std::process::ExitCode;
 mod error;
 mod finetune;
 mod guard;
+mod sample;
 mod train;
 
 use std::collections::BTreeSet;
@@ -34,12 +38,10 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use error::{Context, Result, bail, err};
 use finetune::{FinetuneArgs, MergeLoraArgs};
-use listings::checkpoint;
-use listings::sample::{SampleConfig, sample_text};
 use listings::tokens::{
     BOOK_VOCAB_SIZE, Encoding, Tokenizer, train_book_tokenizer, train_with_endoftext,
 };
-use listings::train::batches::evaluate_text;
+use sample::{EvalArgs, SampleArgs};
 use train::TrainArgs;
 
 /// The small GPT of "Build Your Own AI", from the command line.
@@ -60,7 +62,8 @@ enum Command {
     Corpus,
     /// Train a GPT on a text file and save it as a checkpoint.
     Train(Box<TrainArgs>),
-    /// Continue a prompt with a trained model.
+    /// Continue a prompt with a trained model (a checkpoint, or a Hugging
+    /// Face GPT-2 directory), writing each token as it is drawn.
     Sample(SampleArgs),
     /// Print a model's mean loss (cross-entropy) over every window of
     /// block_size + 1 tokens of a text file.
@@ -73,77 +76,12 @@ enum Command {
     MergeLora(MergeLoraArgs),
 }
 
-/// `--checkpoint`: a model saved by `train`.
-#[derive(Args)]
-struct CheckpointArg {
-    /// The checkpoint file (safetensors, written by `listings train`).
-    #[arg(long)]
-    checkpoint: PathBuf,
-}
-
 /// `--data`: the text a command reads.
 #[derive(Args)]
-struct DataArg {
+pub(crate) struct DataArg {
     /// A UTF-8 text file, or `-` for standard input.
     #[arg(long)]
     pub(crate) data: String,
-}
-
-/// How to sample; the defaults are nanoGPT's `sample.py`. (Without the seed,
-/// so that a command with a `--seed` of its own can use these too.)
-#[derive(Args)]
-struct SamplingArgs {
-    /// The text to continue; `\n` and `\t` stand for a newline and a tab
-    /// (nanoGPT starts from a newline).
-    #[arg(long, default_value = "\\n")]
-    prompt: String,
-    /// How many tokens to add.
-    #[arg(long, default_value_t = 500)]
-    max_new_tokens: usize,
-    /// 0 always takes the most likely token; below 1 is safer, above 1 wilder.
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    temperature: f32,
-    /// Draw only among the K most likely tokens (K at least the vocabulary
-    /// size keeps them all).
-    #[arg(long, default_value_t = 200)]
-    top_k: usize,
-}
-
-impl SamplingArgs {
-    /// The library's settings, with `seed`.
-    fn config(&self, seed: u64) -> SampleConfig {
-        SampleConfig {
-            max_new_tokens: self.max_new_tokens,
-            temperature: self.temperature,
-            top_k: Some(self.top_k),
-            seed,
-        }
-    }
-
-    /// The prompt, with the two-character escapes `\n` and `\t` turned
-    /// into a newline and a tab (so `--prompt 'ROMEO:\n'` works in any shell).
-    fn prompt(&self) -> String {
-        self.prompt.replace("\\n", "\n").replace("\\t", "\t")
-    }
-}
-
-#[derive(Args)]
-struct SampleArgs {
-    #[command(flatten)]
-    checkpoint: CheckpointArg,
-    #[command(flatten)]
-    sampling: SamplingArgs,
-    /// Seeds the draws: the same seed gives the same text.
-    #[arg(long, default_value_t = 1337)]
-    seed: u64,
-}
-
-#[derive(Args)]
-struct EvalArgs {
-    #[command(flatten)]
-    checkpoint: CheckpointArg,
-    #[command(flatten)]
-    data: DataArg,
 }
 
 #[derive(Args)]
@@ -211,8 +149,14 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             train::train(&args, &given)
         }
-        Command::Sample(args) => sample(&args),
-        Command::Eval(args) => eval(&args),
+        Command::Sample(args) => {
+            let given = matches
+                .subcommand_matches("sample")
+                .map(given_flags)
+                .unwrap_or_default();
+            sample::sample(&args, &given)
+        }
+        Command::Eval(args) => sample::eval(&args),
         Command::Finetune(args) => finetune::finetune(&args),
         Command::MergeLora(args) => finetune::merge_lora(&args),
     };
@@ -261,31 +205,6 @@ fn tokenize(args: &TokenizeArgs) -> Result<()> {
         words.join(" ") + "\n"
     };
     write_stdout(out.as_bytes())
-}
-
-/// `listings sample`: prints the prompt and its continuation.
-fn sample(args: &SampleArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint.checkpoint)?;
-    let config = args.sampling.config(args.seed);
-    let text = sample_text(&ckpt.gpt, &ckpt.tokenizer, &args.sampling.prompt(), &config)?;
-    write_stdout(format!("{text}\n").as_bytes())
-}
-
-/// `listings eval`: prints `loss X over N windows of T tokens`.
-fn eval(args: &EvalArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint.checkpoint)?;
-    let bytes = read_input(&args.data.data)?;
-    let text = as_text(&bytes, &args.data.data)?;
-    let result = evaluate_text(&ckpt.gpt, &ckpt.tokenizer, text)
-        .with_context(|| format!("cannot evaluate on {}", args.data.data))?;
-    if !result.loss.is_finite() {
-        bail!(
-            "the loss on {} is {}: the model's outputs overflow on this text",
-            args.data.data,
-            result.loss
-        );
-    }
-    write_stdout(format!("{result}\n").as_bytes())
 }
 
 /// `listings train-tokenizer`.
@@ -408,7 +327,7 @@ fn parse_ids(text: &str, input: &str) -> Result<Vec<u32>> {
 }
 
 /// Writes to standard output; a closed pipe (`| head`) is not an error.
-fn write_stdout(bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> Result<()> {
     let mut stdout = io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
