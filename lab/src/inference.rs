@@ -79,7 +79,12 @@ pub struct TextStats {
 /// [`TextStats`] of the new tokens of several samples.
 pub fn text_stats(samples: &[Vec<u32>], tokenizer: &TextTokenizer) -> TextStats {
     let n = samples.len().max(1) as f64;
-    let mut stats = TextStats { distinct_2: 0.0, repeated_4: 0.0, non_words: 0.0, loops: 0 };
+    let mut stats = TextStats {
+        distinct_2: 0.0,
+        repeated_4: 0.0,
+        non_words: 0.0,
+        loops: 0,
+    };
     let (mut words_all, mut words_new) = (0usize, 0usize);
     for s in samples {
         let pairs: Vec<_> = s.windows(2).collect();
@@ -163,7 +168,11 @@ pub fn next_token_distribution(
 }
 
 /// The log-probability per token of `tokens` after `prompt`, under the model.
-pub fn log_prob_per_token(decoder: &Decoder, prompt: &[u32], tokens: &[u32]) -> anyhow::Result<f64> {
+pub fn log_prob_per_token(
+    decoder: &Decoder,
+    prompt: &[u32],
+    tokens: &[u32],
+) -> anyhow::Result<f64> {
     let all: Vec<u32> = prompt.iter().chain(tokens).copied().collect();
     let block = decoder.config().block_size;
     let mut total = 0.0;
@@ -176,7 +185,13 @@ pub fn log_prob_per_token(decoder: &Decoder, prompt: &[u32], tokens: &[u32]) -> 
             cache.clear();
         }
         let feed = &all[start + cache.len()..t];
-        let logits = decoder.forward(&mut [Segment { cache: &mut cache, tokens: feed }], Logits::Last)?;
+        let logits = decoder.forward(
+            &mut [Segment {
+                cache: &mut cache,
+                tokens: feed,
+            }],
+            Logits::Last,
+        )?;
         let row = logits.row(0);
         let max = row.fold(f32::NEG_INFINITY, |m, &l| m.max(l));
         let z: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
@@ -186,10 +201,19 @@ pub fn log_prob_per_token(decoder: &Decoder, prompt: &[u32], tokens: &[u32]) -> 
 }
 
 /// Beam search of each width on every prompt: the best beams' tokens.
-pub fn beams(decoder: &Decoder, prompts: &[Vec<u32>], width: usize, new_tokens: usize) -> anyhow::Result<Vec<Vec<u32>>> {
+pub fn beams(
+    decoder: &Decoder,
+    prompts: &[Vec<u32>],
+    width: usize,
+    new_tokens: usize,
+) -> anyhow::Result<Vec<Vec<u32>>> {
     prompts
         .iter()
-        .map(|p| Ok(beam_search(decoder, p, width, new_tokens, &[])?.swap_remove(0).tokens))
+        .map(|p| {
+            Ok(beam_search(decoder, p, width, new_tokens, &[])?
+                .swap_remove(0)
+                .tokens)
+        })
         .collect()
 }
 
@@ -212,7 +236,10 @@ pub fn window_loss(decoder: &Decoder, tokens: &[u32], max_windows: usize) -> any
         let mut segments: Vec<Segment<'_>> = caches
             .iter_mut()
             .zip(group)
-            .map(|(cache, w)| Segment { cache, tokens: &w[..t] })
+            .map(|(cache, w)| Segment {
+                cache,
+                tokens: &w[..t],
+            })
             .collect();
         let logits = decoder.forward(&mut segments, Logits::All)?; // (16·T, V)
         let targets = group.iter().flat_map(|w| &w[1..]);
@@ -229,10 +256,19 @@ pub fn window_loss(decoder: &Decoder, tokens: &[u32], max_windows: usize) -> any
 /// The share of greedy tokens that equal `reference`'s, position by
 /// position, over [`PROMPTS`]; and how many of the continuations are
 /// identical throughout.
-pub fn greedy_agreement(decoder: &Decoder, reference: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> anyhow::Result<(f64, usize)> {
+pub fn greedy_agreement(
+    decoder: &Decoder,
+    reference: &Decoder,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+) -> anyhow::Result<(f64, usize)> {
     let a = samples(decoder, prompts, Sampling::greedy(), 1, new_tokens)?;
     let b = samples(reference, prompts, Sampling::greedy(), 1, new_tokens)?;
-    let same: usize = a.iter().zip(&b).map(|(x, y)| x.iter().zip(y).filter(|(p, q)| p == q).count()).sum();
+    let same: usize = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| x.iter().zip(y).filter(|(p, q)| p == q).count())
+        .sum();
     let whole = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     Ok((same as f64 / (prompts.len() * new_tokens) as f64, whole))
 }
@@ -240,9 +276,15 @@ pub fn greedy_agreement(decoder: &Decoder, reference: &Decoder, prompts: &[Vec<u
 /// The book model with only its first `n_layer` blocks: a smaller model
 /// for free, to use as a draft.
 pub fn first_blocks(gpt: &Gpt, n_layer: usize) -> anyhow::Result<Gpt> {
-    let config = GptConfig { n_layer, ..*gpt.config() };
+    let config = GptConfig {
+        n_layer,
+        ..*gpt.config()
+    };
     let p = gpt.params();
-    let params = GptParams { h: p.h[..n_layer].to_vec(), ..p.clone() };
+    let params = GptParams {
+        h: p.h[..n_layer].to_vec(),
+        ..p.clone()
+    };
     Ok(Gpt::from_params(config, params)?)
 }
 
@@ -275,7 +317,10 @@ pub fn speculative_rows(
         .map(|&g| {
             let (mut checked, mut accepted, mut rounds, mut tokens) = (0, 0, 0, 0);
             for (i, prompt) in prompts.iter().enumerate() {
-                let s = Sampling { seed: i as u64, ..sampling };
+                let s = Sampling {
+                    seed: i as u64,
+                    ..sampling
+                };
                 let (out, stats) = speculative_generate(target, draft, prompt, new_tokens, g, s)?;
                 checked += stats.accepted + stats.rejected;
                 accepted += stats.accepted;
@@ -296,17 +341,35 @@ pub fn speculative_rows(
 /// Milliseconds per new token at each context length, with the cache and
 /// without, for a model of `config`'s shape with random weights: `(context,
 /// cached ms, uncached ms)`. Timed here and now, so different on every run.
-pub fn kv_timings(config: GptConfig, contexts: &[usize], tokens: usize) -> anyhow::Result<Vec<(usize, f64, f64)>> {
+pub fn kv_timings(
+    config: GptConfig,
+    contexts: &[usize],
+    tokens: usize,
+) -> anyhow::Result<Vec<(usize, f64, f64)>> {
     let decoder = Decoder::new(&Gpt::new(config, 0)?, Format::F32)?;
     let mut rng = seeded(1);
     let mut out = Vec::new();
     for &context in contexts {
-        let prompt: Vec<u32> = (0..context - tokens).map(|_| rng.random_range(0..config.vocab_size as u32)).collect();
+        let prompt: Vec<u32> = (0..context - tokens)
+            .map(|_| rng.random_range(0..config.vocab_size as u32))
+            .collect();
         let mut cache = decoder.new_cache();
-        decoder.forward(&mut [Segment { cache: &mut cache, tokens: &prompt }], Logits::Last)?;
+        decoder.forward(
+            &mut [Segment {
+                cache: &mut cache,
+                tokens: &prompt,
+            }],
+            Logits::Last,
+        )?;
         let start = Instant::now();
         for i in 0..tokens {
-            decoder.forward(&mut [Segment { cache: &mut cache, tokens: &[i as u32] }], Logits::Last)?;
+            decoder.forward(
+                &mut [Segment {
+                    cache: &mut cache,
+                    tokens: &[i as u32],
+                }],
+                Logits::Last,
+            )?;
         }
         let cached = start.elapsed().as_secs_f64() * 1e3 / tokens as f64;
         let start = Instant::now();
@@ -322,19 +385,38 @@ pub fn kv_timings(config: GptConfig, contexts: &[usize], tokens: usize) -> anyho
 
 /// Tokens per second of one decode step of `batch` sequences at once, each
 /// with `context` tokens cached, for a model of `config`'s shape.
-pub fn batch_throughput(config: GptConfig, batches: &[usize], context: usize, steps: usize) -> anyhow::Result<Vec<(usize, f64)>> {
+pub fn batch_throughput(
+    config: GptConfig,
+    batches: &[usize],
+    context: usize,
+    steps: usize,
+) -> anyhow::Result<Vec<(usize, f64)>> {
     let decoder = Decoder::new(&Gpt::new(config, 0)?, Format::F32)?;
-    let prompt: Vec<u32> = (0..context as u32).map(|i| i % config.vocab_size as u32).collect();
+    let prompt: Vec<u32> = (0..context as u32)
+        .map(|i| i % config.vocab_size as u32)
+        .collect();
     let mut out = Vec::new();
     for &b in batches {
         let mut caches: Vec<_> = (0..b).map(|_| decoder.new_cache()).collect();
         for cache in &mut caches {
-            decoder.forward(&mut [Segment { cache, tokens: &prompt }], Logits::Last)?;
+            decoder.forward(
+                &mut [Segment {
+                    cache,
+                    tokens: &prompt,
+                }],
+                Logits::Last,
+            )?;
         }
         let next = vec![1_u32];
         let start = Instant::now();
         for _ in 0..steps {
-            let mut segments: Vec<_> = caches.iter_mut().map(|cache| Segment { cache, tokens: &next }).collect();
+            let mut segments: Vec<_> = caches
+                .iter_mut()
+                .map(|cache| Segment {
+                    cache,
+                    tokens: &next,
+                })
+                .collect();
             decoder.forward(&mut segments, Logits::Last)?;
             for cache in &mut caches {
                 cache.truncate(context);
@@ -368,7 +450,11 @@ pub fn requests(n: usize, per_second: f64, seed: u64) -> Vec<Request> {
         .map(|_| {
             t += -(1.0 - rng.random::<f64>()).ln() / per_second * 1e3;
             let output = 16 + (-(1.0 - rng.random::<f64>()).ln() * 100.0) as usize;
-            Request { arrival: t, prompt: rng.random_range(16..=256), output: output.min(512) }
+            Request {
+                arrival: t,
+                prompt: rng.random_range(16..=256),
+                output: output.min(512),
+            }
         })
         .collect()
 }
@@ -422,7 +508,13 @@ pub struct Served {
 /// Serves `requests` with at most `batch` sequences per step, each step
 /// costing what `cost` says, and measures throughput, latency and the
 /// KV-cache memory that two ways of reserving it would hold.
-pub fn simulate(requests: &[Request], cost: StepCost, batch: usize, scheduler: Scheduler, max_output: usize) -> Served {
+pub fn simulate(
+    requests: &[Request],
+    cost: StepCost,
+    batch: usize,
+    scheduler: Scheduler,
+    max_output: usize,
+) -> Served {
     struct Live {
         request: usize,
         done: usize,
@@ -447,7 +539,10 @@ pub fn simulate(requests: &[Request], cost: StepCost, batch: usize, scheduler: S
             while live.len() < batch && !waiting.is_empty() {
                 let r = waiting.pop_front().unwrap();
                 now += cost.prefill_ms_per_token * requests[r].prompt as f64;
-                live.push(Live { request: r, done: 0 });
+                live.push(Live {
+                    request: r,
+                    done: 0,
+                });
             }
         }
         if live.is_empty() {
@@ -455,8 +550,15 @@ pub fn simulate(requests: &[Request], cost: StepCost, batch: usize, scheduler: S
             continue;
         }
         // One decode step. A static batch computes every place, finished or not.
-        let working = live.iter().filter(|l| l.done < requests[l.request].output).count();
-        let computed = if scheduler == Scheduler::Static { live.len() } else { working };
+        let working = live
+            .iter()
+            .filter(|l| l.done < requests[l.request].output)
+            .count();
+        let computed = if scheduler == Scheduler::Static {
+            live.len()
+        } else {
+            working
+        };
         now += cost.fixed_ms + cost.per_sequence_ms * computed as f64;
         steps += 1;
         busy += working;
@@ -489,7 +591,11 @@ pub fn simulate(requests: &[Request], cost: StepCost, batch: usize, scheduler: S
             }
         }
     }
-    let mut latency: Vec<f64> = requests.iter().zip(&finished).map(|(r, f)| (f - r.arrival) / 1e3).collect();
+    let mut latency: Vec<f64> = requests
+        .iter()
+        .zip(&finished)
+        .map(|(r, f)| (f - r.arrival) / 1e3)
+        .collect();
     latency.sort_by(f64::total_cmp);
     let pick = |q: f64| latency[((latency.len() - 1) as f64 * q).round() as usize];
     let per_step = |x: f64| x / steps as f64;
@@ -517,20 +623,47 @@ pub fn distribution_figure(path: &std::path::Path) -> anyhow::Result<()> {
     let decoder = Decoder::new(&book.gpt, Format::F32)?;
     let s = Sampling::default();
     let settings = [
-        ("temperature 0.7", Sampling { temperature: 0.7, ..s }),
+        (
+            "temperature 0.7",
+            Sampling {
+                temperature: 0.7,
+                ..s
+            },
+        ),
         ("temperature 1", s),
-        ("temperature 1.5", Sampling { temperature: 1.5, ..s }),
-        ("temperature 1, top-p 0.9", Sampling { top_p: Some(0.9), ..s }),
+        (
+            "temperature 1.5",
+            Sampling {
+                temperature: 1.5,
+                ..s
+            },
+        ),
+        (
+            "temperature 1, top-p 0.9",
+            Sampling {
+                top_p: Some(0.9),
+                ..s
+            },
+        ),
     ];
-    let (order, _) = next_token_distribution(&decoder, &book.tokenizer, DISTRIBUTION_PROMPT, s, 12)?;
-    let labels: Vec<String> = order.iter().map(|(t, _)| format!("\"{}\"", t.trim())).collect();
+    let (order, _) =
+        next_token_distribution(&decoder, &book.tokenizer, DISTRIBUTION_PROMPT, s, 12)?;
+    let labels: Vec<String> = order
+        .iter()
+        .map(|(t, _)| format!("\"{}\"", t.trim()))
+        .collect();
     let mut series = Vec::new();
     for (name, sampling) in settings {
-        let (rows, _) = next_token_distribution(&decoder, &book.tokenizer, DISTRIBUTION_PROMPT, sampling, 12)?;
+        let (rows, _) =
+            next_token_distribution(&decoder, &book.tokenizer, DISTRIBUTION_PROMPT, sampling, 12)?;
         // The same tokens in the same order: the order of the likeliest does not change.
         let values = order
             .iter()
-            .map(|(t, _)| rows.iter().find(|(u, _)| u == t).map_or(0.0, |(_, p)| f64::from(*p)))
+            .map(|(t, _)| {
+                rows.iter()
+                    .find(|(u, _)| u == t)
+                    .map_or(0.0, |(_, p)| f64::from(*p))
+            })
             .collect();
         series.push(Bars { name, values });
     }
@@ -542,7 +675,13 @@ pub fn distribution_figure(path: &std::path::Path) -> anyhow::Result<()> {
         log_y: false,
         log_x: false,
     };
-    bar_chart_with_legend(path, &axes, &groups, &series, plotters::prelude::SeriesLabelPosition::UpperRight)
+    bar_chart_with_legend(
+        path,
+        &axes,
+        &groups,
+        &series,
+        plotters::prelude::SeriesLabelPosition::UpperRight,
+    )
 }
 
 /// The numbers of guesses the speculative figure tries.
@@ -558,11 +697,21 @@ pub fn speculative_figure(path: &std::path::Path) -> anyhow::Result<()> {
     let draft = Decoder::new(&first_blocks(&book.gpt, 1)?, Format::F32)?;
     let prompts = prompt_ids(&book.tokenizer)?;
     let rows = speculative_rows(&target, &draft, &prompts, &GUESSES, Sampling::default(), 48)?;
-    let points = |f: fn(&SpeculativeRow) -> f64| rows.iter().map(|r| (r.guesses as f64, f(r))).collect();
+    let points =
+        |f: fn(&SpeculativeRow) -> f64| rows.iter().map(|r| (r.guesses as f64, f(r))).collect();
     let series = [
-        Series { name: "measured", points: points(|r| r.tokens_per_pass) },
-        Series { name: "(1 - a^(g+1)) / (1 - a), a measured", points: points(|r| r.predicted) },
-        Series { name: "every guess accepted: g + 1", points: points(|r| r.guesses as f64 + 1.0) },
+        Series {
+            name: "measured",
+            points: points(|r| r.tokens_per_pass),
+        },
+        Series {
+            name: "(1 - a^(g+1)) / (1 - a), a measured",
+            points: points(|r| r.predicted),
+        },
+        Series {
+            name: "every guess accepted: g + 1",
+            points: points(|r| r.guesses as f64 + 1.0),
+        },
     ];
     let axes = Axes {
         title: "Speculative decoding: a one-block draft for the two-block book model",
@@ -571,7 +720,12 @@ pub fn speculative_figure(path: &std::path::Path) -> anyhow::Result<()> {
         log_y: false,
         log_x: false,
     };
-    line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
+    line_chart_with_legend(
+        path,
+        &axes,
+        &series,
+        plotters::prelude::SeriesLabelPosition::UpperLeft,
+    )
 }
 
 /// The context lengths of the KV-cache figure.
@@ -584,11 +738,20 @@ pub fn kv_figure(path: &std::path::Path) -> anyhow::Result<()> {
     use crate::plot::{Axes, Series, line_chart_with_legend};
     let rows = kv_timings(GptConfig::gpt2(), &KV_CONTEXTS, 8)?;
     for (c, cached, uncached) in &rows {
-        println!("context {c:>5}: cached {cached:>8.2} ms, uncached {uncached:>9.2} ms, x{:.0}", uncached / cached);
+        println!(
+            "context {c:>5}: cached {cached:>8.2} ms, uncached {uncached:>9.2} ms, x{:.0}",
+            uncached / cached
+        );
     }
     let series = [
-        Series { name: "without the cache: the whole context again", points: rows.iter().map(|r| (r.0 as f64, r.2)).collect() },
-        Series { name: "with the KV cache: one position", points: rows.iter().map(|r| (r.0 as f64, r.1)).collect() },
+        Series {
+            name: "without the cache: the whole context again",
+            points: rows.iter().map(|r| (r.0 as f64, r.2)).collect(),
+        },
+        Series {
+            name: "with the KV cache: one position",
+            points: rows.iter().map(|r| (r.0 as f64, r.1)).collect(),
+        },
     ];
     let axes = Axes {
         title: "One new token of GPT-2 small (124M), two CPU cores",
@@ -597,7 +760,12 @@ pub fn kv_figure(path: &std::path::Path) -> anyhow::Result<()> {
         log_y: true,
         log_x: true,
     };
-    line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
+    line_chart_with_legend(
+        path,
+        &axes,
+        &series,
+        plotters::prelude::SeriesLabelPosition::UpperLeft,
+    )
 }
 
 /// The batch sizes of the batching figure.
@@ -613,8 +781,14 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
         println!("batch {b:>3}: GPT-2 small {a:>9.1} tokens/s, book model {t:>9.0} tokens/s");
     }
     let series = [
-        Series { name: "GPT-2 small (124M), 256 tokens cached each", points: gpt2.iter().map(|&(b, t)| (b as f64, t)).collect() },
-        Series { name: "the book model, 32 tokens cached each", points: toy.iter().map(|&(b, t)| (b as f64, t)).collect() },
+        Series {
+            name: "GPT-2 small (124M), 256 tokens cached each",
+            points: gpt2.iter().map(|&(b, t)| (b as f64, t)).collect(),
+        },
+        Series {
+            name: "the book model, 32 tokens cached each",
+            points: toy.iter().map(|&(b, t)| (b as f64, t)).collect(),
+        },
     ];
     let axes = Axes {
         title: "Decoding many sequences at once",
@@ -623,7 +797,12 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
         log_y: true,
         log_x: true,
     };
-    line_chart_with_legend(path, &axes, &series, plotters::prelude::SeriesLabelPosition::UpperLeft)
+    line_chart_with_legend(
+        path,
+        &axes,
+        &series,
+        plotters::prelude::SeriesLabelPosition::UpperLeft,
+    )
 }
 
 // ANCHOR: flops
@@ -635,7 +814,11 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
 /// of a position and one it looks at); LayerNorm, GELU and softmax are a
 /// rounding error beside them.
 pub fn flops_per_new_token(config: &GptConfig, context: usize, cached: bool) -> u64 {
-    let (c, l, v) = (config.n_embd as u64, config.n_layer as u64, config.vocab_size as u64);
+    let (c, l, v) = (
+        config.n_embd as u64,
+        config.n_layer as u64,
+        config.vocab_size as u64,
+    );
     let per_position = 2 * 12 * c * c * l; // c_attn 3C², attn.c_proj C², c_fc 4C², mlp.c_proj 4C²
     let attention = |p: u64| 4 * c * l * p; // position p looks at p positions
     let lm_head = 2 * v * c;
@@ -674,11 +857,20 @@ pub fn quant_errors(gpt: &Gpt) -> anyhow::Result<Vec<QuantErrors>> {
         let w = tensor.into_dimensionality::<ndarray::Ix2>()?;
         let n = w.len() as f64;
         let mean = w.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let std = (w.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let std = (w
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
         let absmax = w.iter().fold(0.0_f32, |m, &x| m.max(x.abs()));
         let rms = |format: Format| -> anyhow::Result<f64> {
             let back = WeightMatrix::from_rows(w.view(), format)?.dequantize();
-            let se: f64 = back.iter().zip(w.iter()).map(|(&a, &b)| f64::from(a - b).powi(2)).sum();
+            let se: f64 = back
+                .iter()
+                .zip(w.iter())
+                .map(|(&a, &b)| f64::from(a - b).powi(2))
+                .sum();
             Ok((se / n).sqrt() / std)
         };
         out.push(QuantErrors {
@@ -698,7 +890,12 @@ pub fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
     if a == b {
         return None;
     }
-    Some(a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len())))
+    Some(
+        a.iter()
+            .zip(b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len())),
+    )
 }
 
 /// What [`hf_fixture_check`] found.
@@ -720,18 +917,35 @@ pub struct HfCheck {
 /// and compares with the logits and greedy tokens `transformers` stored.
 pub fn hf_fixture_check(layout: &str) -> anyhow::Result<HfCheck> {
     use listings::checkpoint::hf::load_hf_gpt2;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../listings/tests/fixtures/gpt2");
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../listings/tests/fixtures/gpt2");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json"))?)?;
     let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().into_iter().flatten().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect()
     };
     let gpt = load_hf_gpt2(dir.join(layout))?;
     let decoder = Decoder::new(&gpt, Format::F32)?;
     let input = ids(&expected["input_ids"][0]);
     let mut cache = decoder.new_cache();
-    let logits = decoder.forward(&mut [Segment { cache: &mut cache, tokens: &input }], Logits::All)?; // (T, V)
+    let logits = decoder.forward(
+        &mut [Segment {
+            cache: &mut cache,
+            tokens: &input,
+        }],
+        Logits::All,
+    )?; // (T, V)
     let mut max_logit_diff = 0.0_f32;
-    for (row, want) in logits.rows().into_iter().zip(expected["logits"][0].as_array().into_iter().flatten()) {
+    for (row, want) in logits
+        .rows()
+        .into_iter()
+        .zip(expected["logits"][0].as_array().into_iter().flatten())
+    {
         for (&x, w) in row.iter().zip(want.as_array().into_iter().flatten()) {
             max_logit_diff = max_logit_diff.max((x - w.as_f64().unwrap_or(f64::NAN) as f32).abs());
         }
