@@ -384,45 +384,31 @@ pub fn kv_timings(
 }
 
 /// Tokens per second of one decode step of `batch` sequences at once, each
-/// with `context` tokens cached, for a model of `config`'s shape.
-pub fn batch_throughput(
-    config: GptConfig,
-    batches: &[usize],
-    context: usize,
-    steps: usize,
-) -> anyhow::Result<Vec<(usize, f64)>> {
+/// with `context` tokens cached, for a model of `config`'s shape: the
+/// median step of at least `steps` (more for small batches, whose steps are
+/// short and noisier).
+pub fn batch_throughput(config: GptConfig, batches: &[usize], context: usize, steps: usize) -> anyhow::Result<Vec<(usize, f64)>> {
     let decoder = Decoder::new(&Gpt::new(config, 0)?, Format::F32)?;
-    let prompt: Vec<u32> = (0..context as u32)
-        .map(|i| i % config.vocab_size as u32)
-        .collect();
+    let prompt: Vec<u32> = (0..context as u32).map(|i| i % config.vocab_size as u32).collect();
     let mut out = Vec::new();
     for &b in batches {
         let mut caches: Vec<_> = (0..b).map(|_| decoder.new_cache()).collect();
         for cache in &mut caches {
-            decoder.forward(
-                &mut [Segment {
-                    cache,
-                    tokens: &prompt,
-                }],
-                Logits::Last,
-            )?;
+            decoder.forward(&mut [Segment { cache, tokens: &prompt }], Logits::Last)?;
         }
         let next = vec![1_u32];
-        let start = Instant::now();
-        for _ in 0..steps {
-            let mut segments: Vec<_> = caches
-                .iter_mut()
-                .map(|cache| Segment {
-                    cache,
-                    tokens: &next,
-                })
-                .collect();
+        let mut times = Vec::new();
+        for _ in 0..steps.max(64 / b) {
+            let mut segments: Vec<_> = caches.iter_mut().map(|cache| Segment { cache, tokens: &next }).collect();
+            let start = Instant::now();
             decoder.forward(&mut segments, Logits::Last)?;
+            times.push(start.elapsed().as_secs_f64());
             for cache in &mut caches {
                 cache.truncate(context);
             }
         }
-        out.push((b, (b * steps) as f64 / start.elapsed().as_secs_f64()));
+        times.sort_by(f64::total_cmp);
+        out.push((b, b as f64 / times[times.len() / 2]));
     }
     Ok(out)
 }
@@ -778,8 +764,23 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
     let gpt2 = batch_throughput(GptConfig::gpt2(), &BATCHES, 256, 4)?;
     let toy = batch_throughput(crate::book_model::book_model_config(), &BATCHES, 32, 200)?;
     for ((b, a), (_, t)) in gpt2.iter().zip(&toy) {
-        println!("batch {b:>3}: GPT-2 small {a:>9.1} tokens/s, book model {t:>9.0} tokens/s");
+        println!("batch {b:>3}: GPT-2 small {a:>9.1} tokens/s ({:.1} ms a step), book model {t:>9.0} tokens/s", *b as f64 / a * 1e3);
     }
+    // The serving simulation's costs: a straight line through GPT-2 small's
+    // step times, and the time of a prompt's prefill per token.
+    let points: Vec<(f64, f64)> = gpt2.iter().map(|&(b, t)| (b as f64, b as f64 / t * 1e3)).collect();
+    let n = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let slope = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / points.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+    let decoder = Decoder::new(&Gpt::new(GptConfig::gpt2(), 0)?, Format::F32)?;
+    let prompt: Vec<u32> = (0..256).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        decoder.logits_uncached(&prompt)?;
+        best = best.min(start.elapsed().as_secs_f64() * 1e3 / 256.0);
+    }
+    println!("GPT-2 small: a step costs {:.1} ms + {slope:.2} ms a sequence; a prefill {best:.2} ms a token", my - slope * mx);
     let series = [
         Series {
             name: "GPT-2 small (124M), 256 tokens cached each",

@@ -499,6 +499,7 @@ impl<'a, W: Write> Stream<'a, W> {
         self.write(prompt.as_bytes())
     }
 
+    // ANCHOR: stream_push
     /// Adds one token's bytes and writes what is certain; `false` once a
     /// stop text is found or standard output is closed.
     fn push(&mut self, bytes: &[u8]) -> Result<bool> {
@@ -558,6 +559,7 @@ impl<'a, W: Write> Stream<'a, W> {
         let end = self.written + hold;
         self.write_text(end)
     }
+    // ANCHOR_END: stream_push
 
     /// Writes `text[written..end]`; `false` if a stop text was found or
     /// standard output is closed.
