@@ -387,19 +387,38 @@ pub fn kv_timings(
 /// with `context` tokens cached, for a model of `config`'s shape: the
 /// median step of at least `steps` (more for small batches, whose steps are
 /// short and noisier).
-pub fn batch_throughput(config: GptConfig, batches: &[usize], context: usize, steps: usize) -> anyhow::Result<Vec<(usize, f64)>> {
+pub fn batch_throughput(
+    config: GptConfig,
+    batches: &[usize],
+    context: usize,
+    steps: usize,
+) -> anyhow::Result<Vec<(usize, f64)>> {
     let decoder = Decoder::new(&Gpt::new(config, 0)?, Format::F32)?;
-    let prompt: Vec<u32> = (0..context as u32).map(|i| i % config.vocab_size as u32).collect();
+    let prompt: Vec<u32> = (0..context as u32)
+        .map(|i| i % config.vocab_size as u32)
+        .collect();
     let mut out = Vec::new();
     for &b in batches {
         let mut caches: Vec<_> = (0..b).map(|_| decoder.new_cache()).collect();
         for cache in &mut caches {
-            decoder.forward(&mut [Segment { cache, tokens: &prompt }], Logits::Last)?;
+            decoder.forward(
+                &mut [Segment {
+                    cache,
+                    tokens: &prompt,
+                }],
+                Logits::Last,
+            )?;
         }
         let next = vec![1_u32];
         let mut times = Vec::new();
         for _ in 0..steps.max(64 / b) {
-            let mut segments: Vec<_> = caches.iter_mut().map(|cache| Segment { cache, tokens: &next }).collect();
+            let mut segments: Vec<_> = caches
+                .iter_mut()
+                .map(|cache| Segment {
+                    cache,
+                    tokens: &next,
+                })
+                .collect();
             let start = Instant::now();
             decoder.forward(&mut segments, Logits::Last)?;
             times.push(start.elapsed().as_secs_f64());
@@ -508,11 +527,11 @@ pub fn simulate(
     let (mut now, mut next) = (0.0_f64, 0); // the clock; the next request to arrive
     let mut waiting: std::collections::VecDeque<usize> = Default::default();
     let mut live: Vec<Live> = Vec::new();
-    let mut finished = vec![0.0; requests.len()];
+    let mut finished: Vec<Option<f64>> = vec![None; requests.len()];
     let (mut steps, mut busy, mut tokens) = (0usize, 0usize, 0usize);
     let (mut reserved, mut paged, mut used) = (0.0, 0.0, 0.0);
     let mut pending_return: Vec<usize> = Vec::new(); // static: returned when the batch ends
-    while finished.iter().any(|&f| f == 0.0) {
+    while finished.contains(&None) {
         while next < requests.len() && requests[next].arrival <= now {
             waiting.push_back(next);
             next += 1;
@@ -563,7 +582,7 @@ pub fn simulate(
             Scheduler::Continuous => live.retain(|l| {
                 let over = l.done == requests[l.request].output;
                 if over {
-                    finished[l.request] = now;
+                    finished[l.request] = Some(now);
                 }
                 !over
             }),
@@ -571,7 +590,7 @@ pub fn simulate(
                 if live.iter().all(|l| l.done == requests[l.request].output) {
                     pending_return.extend(live.drain(..).map(|l| l.request));
                     for r in pending_return.drain(..) {
-                        finished[r] = now;
+                        finished[r] = Some(now);
                     }
                 }
             }
@@ -580,7 +599,7 @@ pub fn simulate(
     let mut latency: Vec<f64> = requests
         .iter()
         .zip(&finished)
-        .map(|(r, f)| (f - r.arrival) / 1e3)
+        .map(|(r, f)| (f.expect("every request finishes") - r.arrival) / 1e3)
         .collect();
     latency.sort_by(f64::total_cmp);
     let pick = |q: f64| latency[((latency.len() - 1) as f64 * q).round() as usize];
@@ -764,14 +783,24 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
     let gpt2 = batch_throughput(GptConfig::gpt2(), &BATCHES, 256, 4)?;
     let toy = batch_throughput(crate::book_model::book_model_config(), &BATCHES, 32, 200)?;
     for ((b, a), (_, t)) in gpt2.iter().zip(&toy) {
-        println!("batch {b:>3}: GPT-2 small {a:>9.1} tokens/s ({:.1} ms a step), book model {t:>9.0} tokens/s", *b as f64 / a * 1e3);
+        println!(
+            "batch {b:>3}: GPT-2 small {a:>9.1} tokens/s ({:.1} ms a step), book model {t:>9.0} tokens/s",
+            *b as f64 / a * 1e3
+        );
     }
     // The serving simulation's costs: a straight line through GPT-2 small's
     // step times, and the time of a prompt's prefill per token.
-    let points: Vec<(f64, f64)> = gpt2.iter().map(|&(b, t)| (b as f64, b as f64 / t * 1e3)).collect();
+    let points: Vec<(f64, f64)> = gpt2
+        .iter()
+        .map(|&(b, t)| (b as f64, b as f64 / t * 1e3))
+        .collect();
     let n = points.len() as f64;
-    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
-    let slope = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / points.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let slope = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>()
+        / points.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
     let decoder = Decoder::new(&Gpt::new(GptConfig::gpt2(), 0)?, Format::F32)?;
     let prompt: Vec<u32> = (0..256).collect();
     let mut best = f64::INFINITY;
@@ -780,7 +809,10 @@ pub fn batching_figure(path: &std::path::Path) -> anyhow::Result<()> {
         decoder.logits_uncached(&prompt)?;
         best = best.min(start.elapsed().as_secs_f64() * 1e3 / 256.0);
     }
-    println!("GPT-2 small: a step costs {:.1} ms + {slope:.2} ms a sequence; a prefill {best:.2} ms a token", my - slope * mx);
+    println!(
+        "GPT-2 small: a step costs {:.1} ms + {slope:.2} ms a sequence; a prefill {best:.2} ms a token",
+        my - slope * mx
+    );
     let series = [
         Series {
             name: "GPT-2 small (124M), 256 tokens cached each",
@@ -966,3 +998,92 @@ pub fn hf_fixture_check(layout: &str) -> anyhow::Result<HfCheck> {
     })
 }
 // ANCHOR_END: hf_fixture_check
+
+// ANCHOR: draw_margin
+/// How close the draw of new token `at` came to choosing another token: the
+/// distance between the sampler's uniform number and the nearest boundary
+/// between two tokens' shares of [0, 1), in the distribution the uncached
+/// loop computes after `prompt` and `tokens[..at]` (the last `block_size`
+/// of them).
+pub fn draw_margin(
+    decoder: &Decoder,
+    sampling: Sampling,
+    prompt: &[u32],
+    tokens: &[u32],
+    at: usize,
+) -> anyhow::Result<f32> {
+    let ids: Vec<u32> = prompt.iter().chain(&tokens[..at]).copied().collect();
+    let window = &ids[ids.len().saturating_sub(decoder.config().block_size)..];
+    let logits = decoder.logits_uncached(window)?;
+    let mut sampler = Sampler::new(sampling)?;
+    let u = (0..=at).map(|_| sampler.uniform()).last().unwrap_or(0.0); // one number a draw
+    let mut probs = Vec::new();
+    sampler.probabilities(&logits, &ids, &mut probs);
+    let mut cumulative = 0.0;
+    Ok(probs.iter().fold(f32::INFINITY, |near, &p| {
+        cumulative += p;
+        near.min((cumulative - u).abs())
+    }))
+}
+// ANCHOR_END: draw_margin
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loops_are_found_at_the_end_only() {
+        assert_eq!(find_loop(&[9, 1, 2, 1, 2, 1, 2]), Some((1, 2)));
+        assert_eq!(find_loop(&[1, 2, 1, 2, 9]), None); // not at the end
+        assert_eq!(find_loop(&[5, 5, 5]), Some((0, 1)));
+        assert_eq!(find_loop(&[1, 2, 3, 1, 2, 3]), None); // twice is not a loop
+        assert_eq!(find_loop(&[]), None);
+    }
+
+    #[test]
+    fn first_difference_and_distinct_pairs() {
+        assert_eq!(first_difference(&[1, 2, 3], &[1, 2, 3]), None);
+        assert_eq!(first_difference(&[1, 2, 3], &[1, 4, 3]), Some(1));
+        assert_eq!(first_difference(&[1, 2], &[1, 2, 3]), Some(2));
+    }
+
+    #[test]
+    fn flops_without_the_cache_grow_with_the_context() {
+        let config = GptConfig::gpt2();
+        // One position: nothing to save.
+        assert_eq!(
+            flops_per_new_token(&config, 1, true),
+            flops_per_new_token(&config, 1, false)
+        );
+        let (a, b) = (
+            flops_per_new_token(&config, 512, false),
+            flops_per_new_token(&config, 1024, false),
+        );
+        assert!(b > 2 * a); // more than linear: attention is quadratic
+        // 2 per weight per position, the matrices of GPT-2 small and its lm_head.
+        let weights = 12 * 12 * 768 * 768 + 50257 * 768;
+        assert_eq!(flops_per_new_token(&config, 0, true), 2 * weights as u64);
+    }
+
+    #[test]
+    fn every_request_is_served_and_continuous_batching_is_never_slower_here() {
+        let load = requests(60, 2.0, 3);
+        let cost = StepCost {
+            fixed_ms: 30.0,
+            per_sequence_ms: 4.0,
+            prefill_ms_per_token: 1.5,
+        };
+        for scheduler in [Scheduler::Static, Scheduler::Continuous] {
+            let s = simulate(&load, cost, 8, scheduler, 512);
+            assert!(s.p50_s <= s.p95_s && s.p50_s > 0.0);
+            assert!(
+                s.used_positions <= s.paged_positions && s.paged_positions <= s.reserved_positions
+            );
+            assert!(s.tokens_per_second > 0.0 && s.busy_share <= 1.0, "{s:?}");
+        }
+        let stat = simulate(&load, cost, 8, Scheduler::Static, 512);
+        let cont = simulate(&load, cost, 8, Scheduler::Continuous, 512);
+        assert!(cont.tokens_per_second >= stat.tokens_per_second);
+        assert!(cont.p50_s <= stat.p50_s);
+    }
+}
