@@ -1,24 +1,28 @@
 //! Chapter 8's experiments on facts: what a model says about things it
 //! was told once, or never; how far its confidence can be trusted; and
-//! what it cannot say about a fact read only one way round.
+//! what it cannot say about a fact it read only one way round.
 //!
-//! Three experiments, each on a model the book trains and each measured
-//! on questions whose answers the code knows:
+//! Three experiments, each on a model the book trains and each scored on
+//! questions whose answers the code knows:
 //!
 //! - **Hallucination and exposure** ([`hallucination`]): invented people,
 //!   each with a pet, stated 1, 2, 5 or 20 times in a small model's
 //!   training text among the corpus's own documents. The model's greedy
 //!   answers are scored by how often each fact was seen, and it is asked
 //!   about people who never existed.
-//! - **Calibration** ([`book_calibration`], [`tuned_calibration`]): the
-//!   book model's confidence in its answers to the world's questions,
-//!   against how often it is right; a reliability diagram, the expected
-//!   calibration error, and temperature scaling fitted on half the towns.
-//! - **The reversal curse** ([`reversal`]): "A's pet is called B" taught in
-//!   one direction only, then asked the other way round, beside pairs
-//!   taught both ways and the same facts given in the prompt.
+//! - **Calibration** ([`book_calibration`], [`tuned_calibration`],
+//!   [`never_seen_towns`]): the book model's confidence in its answers to
+//!   the world's questions against how often it is right; a reliability
+//!   diagram, the expected calibration error, and temperature scaling
+//!   fitted on half the towns and tested on the other half.
+//! - **The reversal curse** ([`reversal`], [`reversal_with_reading`]): "A's
+//!   pet is called B" taught in one direction only, then asked the other
+//!   way round, beside pairs taught both ways, and with the fact given in
+//!   the prompt, to a model that never practised reading its prompt and to
+//!   one that did.
 //!
-//! The small models are trained once and kept on disk ([`crate::cache`]),
+//! The small models ([`GptConfig::toy`] on the book tokenizer, trained
+//! from scratch) are trained once and kept on disk ([`crate::cache`]),
 //! keyed by this file, as the book model is.
 
 use std::collections::BTreeMap;
@@ -620,10 +624,59 @@ pub fn exposure_model() -> Result<FactsModel> {
     )
 }
 
-/// How the model answers about the people seen a given number of times.
+/// What a model said about one person of [`pet_facts`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PetAnswer {
+    /// The person.
+    pub person: String,
+    /// How many times the training text stated their pet.
+    pub exposures: usize,
+    /// The greedy answer.
+    pub answer: String,
+    /// Whether it is the person's animal.
+    pub right: bool,
+    /// The probability of the right animal's token at the answer.
+    pub p_right: f32,
+    /// The probability of the answer's first token: the model's
+    /// confidence.
+    pub confidence: f32,
+    /// The probability of the 15 animals' tokens together at the answer.
+    pub animal_mass: f32,
+}
+
+// ANCHOR: pet_answers
+/// Asks `model` what animal each person's pet is, greedily, and reads the
+/// distribution it chose the answer's first token from.
+pub fn pet_answers(model: &FactsModel, facts: &[PetFact]) -> Result<Vec<PetAnswer>> {
+    let questions: Vec<String> = facts.iter().map(|f| pet_question(&f.person)).collect();
+    let answers = qa_answers(&model.gpt, &model.tokenizer, &questions)?;
+    let token = |animal: &str| single_token(&model.tokenizer, &format!(" {animal}"));
+    let animals = PET_ANIMALS
+        .map(token)
+        .into_iter()
+        .collect::<Result<Vec<u32>>>()?;
+    (facts.iter().zip(answers))
+        .map(|(fact, (answer, c))| {
+            let p = |id: u32| log_softmax_at(&c.logits[0], id, 1.0).exp() as f32;
+            Ok(PetAnswer {
+                person: fact.person.clone(),
+                exposures: fact.exposures,
+                right: answer == fact.animal,
+                answer,
+                p_right: p(token(&fact.animal)?),
+                confidence: p(c.ids[0]),
+                animal_mass: animals.iter().map(|&id| p(id)).sum(),
+            })
+        })
+        .collect()
+}
+// ANCHOR_END: pet_answers
+
+/// How the model answers about the people seen a given number of times:
+/// the means of [`PetAnswer`]'s numbers over them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExposureRow {
-    /// How many times each fact was stated.
+    /// How many times each fact was stated (0: never).
     pub exposures: usize,
     /// How many people.
     pub people: usize,
@@ -631,20 +684,40 @@ pub struct ExposureRow {
     pub recall: f32,
     /// The share of greedy answers that are some animal of [`PET_ANIMALS`].
     pub animal_answers: f32,
-    /// The mean probability of the right animal's token at the answer.
+    /// The mean probability of the right animal.
     pub p_right: f32,
-    /// The mean probability of the greedy answer's first token: the
-    /// model's confidence.
+    /// The mean confidence.
     pub confidence: f32,
-    /// The mean probability the model puts on the 15 animals' tokens
-    /// together at the answer.
+    /// The mean probability on the 15 animals together.
     pub animal_mass: f32,
+}
+
+impl ExposureRow {
+    /// The row of the `answers` about people seen `exposures` times.
+    pub fn of(answers: &[PetAnswer], exposures: usize) -> Self {
+        let group: Vec<&PetAnswer> = (answers.iter())
+            .filter(|a| a.exposures == exposures)
+            .collect();
+        let n = group.len().max(1) as f32;
+        let mean = |f: &dyn Fn(&PetAnswer) -> f32| group.iter().map(|a| f(a)).sum::<f32>() / n;
+        let share = |f: &dyn Fn(&PetAnswer) -> bool| mean(&|a| f32::from(u8::from(f(a))));
+        ExposureRow {
+            exposures,
+            people: group.len(),
+            recall: share(&|a| a.right),
+            animal_answers: share(&|a| PET_ANIMALS.contains(&a.answer.as_str())),
+            p_right: mean(&|a| a.p_right),
+            confidence: mean(&|a| a.confidence),
+            animal_mass: mean(&|a| a.animal_mass),
+        }
+    }
 }
 
 /// The exposure experiment's measurements.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hallucination {
-    /// One row per exposure count, then the never-seen people (exposures 0).
+    /// One row per exposure count of [`EXPOSURES`], then the never-seen
+    /// people (exposures 0).
     pub rows: Vec<ExposureRow>,
     /// Chance: one animal in 15.
     pub chance: f32,
@@ -652,11 +725,10 @@ pub struct Hallucination {
     pub singleton_share: f32,
     /// The share of the trained facts answered wrong.
     pub error_rate: f32,
-    /// For the first few never-seen people: the name, the greedy answer,
-    /// and the probability of its first token.
-    pub never_seen_answers: Vec<(String, String, f32)>,
-    /// The most frequent greedy answer about never-seen people, and its
-    /// share of them.
+    /// The answers about the first five never-seen people.
+    pub never_seen: Vec<PetAnswer>,
+    /// The most frequent answer about never-seen people, and its share of
+    /// them.
     pub commonest_invention: (String, f32),
     /// The model's training.
     pub training: TrainingSummary,
@@ -668,76 +740,19 @@ pub fn hallucination() -> Result<Hallucination> {
     hallucination_of(&exposure_model()?)
 }
 
-// ANCHOR: hallucination
 /// Asks a model trained on [`pet_documents`] about every person of
-/// [`pet_facts`], and scores its answers.
+/// [`pet_facts`] ([`pet_answers`]), and sums up by exposure.
 pub fn hallucination_of(model: &FactsModel) -> Result<Hallucination> {
-    let facts = pet_facts();
-    let questions: Vec<String> = facts.iter().map(|f| pet_question(&f.person)).collect();
-    let answers = qa_answers(&model.gpt, &model.tokenizer, &questions)?;
-    let animal_ids = (PET_ANIMALS.iter())
-        .map(|a| single_token(&model.tokenizer, &format!(" {a}")))
-        .collect::<Result<Vec<u32>>>()?;
-    let mut rows = Vec::new();
-    for exposures in EXPOSURES.iter().copied().chain([0]) {
-        let (mut row, mut n) = (
-            ExposureRow {
-                exposures,
-                people: 0,
-                recall: 0.0,
-                animal_answers: 0.0,
-                p_right: 0.0,
-                confidence: 0.0,
-                animal_mass: 0.0,
-            },
-            0.0,
-        );
-        for (fact, (answer, c)) in facts.iter().zip(&answers) {
-            if fact.exposures != exposures {
-                continue;
-            }
-            let first = &c.logits[0];
-            let p = |id: u32| log_softmax_at(first, id, 1.0).exp() as f32;
-            let right = single_token(&model.tokenizer, &format!(" {}", fact.animal))?;
-            row.recall += f32::from(u8::from(*answer == fact.animal));
-            row.animal_answers += f32::from(u8::from(PET_ANIMALS.contains(&answer.as_str())));
-            row.p_right += p(right);
-            row.confidence += p(c.ids[0]);
-            row.animal_mass += animal_ids.iter().map(|&id| p(id)).sum::<f32>();
-            n += 1.0;
-        }
-        row.people = n as usize;
-        for x in [
-            &mut row.recall,
-            &mut row.animal_answers,
-            &mut row.p_right,
-            &mut row.confidence,
-            &mut row.animal_mass,
-        ] {
-            *x /= n;
-        }
-        rows.push(row);
-    }
-    let trained: Vec<usize> = (0..facts.len())
-        .filter(|&i| facts[i].exposures > 0)
+    let answers = pet_answers(model, &pet_facts())?;
+    let rows = (EXPOSURES.iter().chain(&[0]))
+        .map(|&e| ExposureRow::of(&answers, e))
         .collect();
-    let wrong = (trained.iter())
-        .filter(|&&i| answers[i].0 != facts[i].animal)
-        .count();
-    let once = trained.iter().filter(|&&i| facts[i].exposures == 1).count();
-    let never: Vec<usize> = (0..facts.len())
-        .filter(|&i| facts[i].exposures == 0)
-        .collect();
-    let never_seen_answers = (never.iter().take(5))
-        .map(|&i| {
-            let (answer, c) = &answers[i];
-            let p = log_softmax_at(&c.logits[0], c.ids[0], 1.0).exp() as f32;
-            (facts[i].person.clone(), answer.clone(), p)
-        })
-        .collect();
+    let trained: Vec<&PetAnswer> = answers.iter().filter(|a| a.exposures > 0).collect();
+    let never: Vec<&PetAnswer> = answers.iter().filter(|a| a.exposures == 0).collect();
+    let share = |n: usize, of: usize| n as f32 / of.max(1) as f32;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for &i in &never {
-        *counts.entry(answers[i].0.as_str()).or_default() += 1;
+    for a in &never {
+        *counts.entry(a.answer.as_str()).or_default() += 1;
     }
     let (commonest, count) = (counts.iter())
         .max_by_key(|&(a, &c)| (c, std::cmp::Reverse(*a)))
@@ -746,14 +761,16 @@ pub fn hallucination_of(model: &FactsModel) -> Result<Hallucination> {
     Ok(Hallucination {
         rows,
         chance: 1.0 / PET_ANIMALS.len() as f32,
-        singleton_share: once as f32 / trained.len() as f32,
-        error_rate: wrong as f32 / trained.len() as f32,
-        never_seen_answers,
-        commonest_invention: (commonest, count as f32 / never.len() as f32),
+        singleton_share: share(
+            trained.iter().filter(|a| a.exposures == 1).count(),
+            trained.len(),
+        ),
+        error_rate: share(trained.iter().filter(|a| !a.right).count(), trained.len()),
+        never_seen: never.iter().take(5).map(|&a| a.clone()).collect(),
+        commonest_invention: (commonest, share(count, never.len())),
         training: model.summary,
     })
 }
-// ANCHOR_END: hallucination
 
 /// The id of `text` if the tokenizer writes it as one token.
 fn single_token(tokenizer: &TextTokenizer, text: &str) -> Result<u32> {
@@ -944,14 +961,31 @@ pub fn calibration(answers: &[(GradedAnswer, bool)]) -> Calibration {
 }
 // ANCHOR_END: calibration
 
-/// Every question about `towns` (the seven of each town, as the corpus
-/// asks them) with its answer, tagged with the town's index.
-pub fn town_questions(towns: &[Town]) -> Vec<(usize, String, String)> {
+/// A question about a town, as the corpus asks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TownQuestion {
+    /// The town's index in the list it came from.
+    pub town: usize,
+    /// What is asked.
+    pub attribute: Attribute,
+    /// The question ([`town_question`]).
+    pub question: String,
+    /// The world's answer.
+    pub answer: String,
+}
+
+/// The seven questions about each of `towns`.
+pub fn town_questions(towns: &[Town]) -> Vec<TownQuestion> {
     (towns.iter().enumerate())
-        .flat_map(|(i, town)| {
-            Attribute::ALL.map(|a| {
-                let (q, answer) = town_question(town, a);
-                (i, q, answer)
+        .flat_map(|(town, t)| {
+            Attribute::ALL.map(|attribute| {
+                let (question, answer) = town_question(t, attribute);
+                TownQuestion {
+                    town,
+                    attribute,
+                    question,
+                    answer,
+                }
             })
         })
         .collect()
@@ -962,15 +996,15 @@ pub fn town_questions(towns: &[Town]) -> Vec<(usize, String, String)> {
 pub fn graded_qa(
     gpt: &Gpt,
     tokenizer: &TextTokenizer,
-    questions: &[(usize, String, String)],
+    questions: &[TownQuestion],
 ) -> Result<Vec<GradedAnswer>> {
-    let texts: Vec<String> = questions.iter().map(|(_, q, _)| q.clone()).collect();
+    let texts: Vec<String> = questions.iter().map(|q| q.question.clone()).collect();
     let answers = qa_answers(gpt, tokenizer, &texts)?;
     Ok((answers.into_iter().zip(questions))
-        .map(|((text, continuation), (_, _, expected))| GradedAnswer {
-            right: text == *expected,
+        .map(|((text, continuation), q)| GradedAnswer {
+            right: text == q.answer,
             text,
-            expected: expected.clone(),
+            expected: q.answer.clone(),
             continuation,
         })
         .collect())
@@ -981,23 +1015,23 @@ pub fn graded_qa(
 pub fn graded_chat(
     gpt: &Gpt,
     tokenizer: &TextTokenizer,
-    questions: &[(usize, String, String)],
+    questions: &[TownQuestion],
 ) -> Result<Vec<GradedAnswer>> {
     let decoder = Decoder::new(gpt, Format::F32)?;
     let end = listings::finetune::chat::end_of_turn(tokenizer)?;
     let prompts = (questions.iter())
-        .map(|(_, q, _)| Ok(tokenizer.encode(&listings::finetune::chat::prompt_text(q))?))
+        .map(|q| Ok(tokenizer.encode(&listings::finetune::chat::prompt_text(&q.question))?))
         .collect::<Result<Vec<_>>>()?;
     let mut stop = vec![false; tokenizer.vocab_size()];
     stop[end as usize] = true;
     let continued = greedy_with_logits(&decoder, &prompts, 24, &stop)?;
     Ok((continued.into_iter().zip(questions))
-        .map(|(c, (_, _, expected))| {
+        .map(|(c, q)| {
             let text = answer_text(tokenizer, &c.ids, Some(end));
             GradedAnswer {
-                right: c.stopped && text == *expected,
+                right: c.stopped && text == q.answer,
                 text,
-                expected: expected.clone(),
+                expected: q.answer.clone(),
                 continuation: c,
             }
         })
@@ -1012,22 +1046,47 @@ pub fn book_calibration() -> Result<Calibration> {
     let questions = town_questions(&world().towns);
     let graded = graded_qa(&book.gpt, &book.tokenizer, &questions)?;
     let tagged: Vec<(GradedAnswer, bool)> = (graded.into_iter().zip(&questions))
-        .map(|(a, (town, _, _))| (a, town % 2 == 0))
+        .map(|(a, q)| (a, q.town % 2 == 0))
         .collect();
     Ok(calibration(&tagged))
 }
 
-/// The book model's answers about the towns held out of the corpus: the
-/// share right and the mean confidence (as in [`GradedAnswer::point`]).
-pub fn never_seen_towns() -> Result<(f32, f32)> {
+/// What the book model says about the towns the corpus never mentions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NeverSeenTowns {
+    /// How many questions (seven per held-out town).
+    pub questions: usize,
+    /// The share answered right.
+    pub accuracy: f32,
+    /// The mean confidence ([`GradedAnswer::point`]).
+    pub confidence: f32,
+    /// The share of answers that are the answer to the same question about
+    /// some town of the corpus: a real region, river, mayor, year...
+    pub borrowed: f32,
+    /// The first few: the question, the answer and its confidence.
+    pub answers: Vec<(String, String, f32)>,
+}
+
+/// The book model's answers about the towns held out of the corpus
+/// ([`listings::corpus::World::held_out`]), in the corpus's format.
+pub fn never_seen_towns() -> Result<NeverSeenTowns> {
     let book = crate::book_model::shared_book_model().map_err(anyhow::Error::msg)?;
     let questions = town_questions(&world().held_out);
     let graded = graded_qa(&book.gpt, &book.tokenizer, &questions)?;
+    let towns = world().towns;
+    let borrowed = (graded.iter().zip(&questions))
+        .filter(|(a, q)| towns.iter().any(|t| t.value(q.attribute) == a.text))
+        .count();
     let n = graded.len() as f32;
-    Ok((
-        graded.iter().filter(|a| a.right).count() as f32 / n,
-        graded.iter().map(|a| a.point(1.0).0 as f32).sum::<f32>() / n,
-    ))
+    Ok(NeverSeenTowns {
+        questions: graded.len(),
+        accuracy: graded.iter().filter(|a| a.right).count() as f32 / n,
+        confidence: graded.iter().map(|a| a.point(1.0).0 as f32).sum::<f32>() / n,
+        borrowed: borrowed as f32 / n,
+        answers: (graded.iter().zip(&questions).take(7))
+            .map(|(a, q)| (q.question.clone(), a.text.clone(), a.point(1.0).0 as f32))
+            .collect(),
+    })
 }
 
 /// The book model tuned on the first [`crate::finetuning::TUNED_TOWNS`]
@@ -1058,23 +1117,36 @@ pub fn tuned_book_model() -> Result<Gpt> {
     )
 }
 
-/// Calibration before and after instruction tuning, on the questions
+/// Calibration before and after instruction tuning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TuningCalibration {
+    /// The book model, in the corpus's `Q:`/`A:` format.
+    pub before: Calibration,
+    /// The tuned model ([`tuned_book_model`]), in the chat template.
+    pub after: Calibration,
+}
+
+/// Calibration before and after instruction tuning, on the 112 questions
 /// about the 16 towns tuning never asked about: the book model in the
-/// corpus's format, and the tuned model in the chat template. Each
-/// temperature is fitted on the even towns among them.
-pub fn tuned_calibration() -> Result<(Calibration, Calibration)> {
+/// corpus's format, and the tuned model in the chat template (an answer is
+/// right if it ends the turn and is the world's answer). Each temperature
+/// is fitted on the even towns among them and tested on the odd.
+pub fn tuned_calibration() -> Result<TuningCalibration> {
     let book = crate::book_model::shared_book_model().map_err(anyhow::Error::msg)?;
     let towns = &world().towns[crate::finetuning::TUNED_TOWNS..];
     let questions = town_questions(towns);
     let tag = |graded: Vec<GradedAnswer>| -> Vec<(GradedAnswer, bool)> {
         (graded.into_iter().zip(&questions))
-            .map(|(a, (town, _, _))| (a, town % 2 == 0))
+            .map(|(a, q)| (a, q.town % 2 == 0))
             .collect()
     };
     let before = tag(graded_qa(&book.gpt, &book.tokenizer, &questions)?);
     let tuned = tuned_book_model()?;
     let after = tag(graded_chat(&tuned, &book.tokenizer, &questions)?);
-    Ok((calibration(&before), calibration(&after)))
+    Ok(TuningCalibration {
+        before: calibration(&before),
+        after: calibration(&after),
+    })
 }
 
 /// Figure: the book model's reliability diagram on the world's questions
