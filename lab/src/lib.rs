@@ -16,7 +16,7 @@
 //! | [`training`] | optimisers compared, the schedule, overfitting, the loss curve | 5 |
 //! | [`finetuning`] | instruction data from the world's towns, tuning runs, answers scored | 6 |
 //! | [`inference`] | samples measured, beams, the cache, quantisation, speculative decoding, batching | 7 |
-//! | [`limits`] | what the architecture cannot do: facts seen once or never, calibration, the reversal curse | 8 |
+//! | [`limits`] | what the architecture cannot do: facts seen once or never, calibration, the reversal curse, longer sums, spelling through BPE | 8 |
 //! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
 //! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |
 //! | [`plot`] | line, bar, heat-map and scatter charts as SVG | all |

@@ -1,4 +1,10 @@
-//! Chapter 8's experiments: what the architecture cannot do, each limit
-//! measured on a model the book trains.
+//! Chapter 8's experiments: what the architecture cannot do, and why, each
+//! limit measured on a model the book trains, one file per kind of limit.
+//!
+//! | file | what it measures |
+//! |---|---|
+//! | [`facts`] | facts seen once or never, calibration, the reversal curse |
+//! | [`lengths`] | sums longer than any seen in training; spelling and counting letters through BPE |
 
 pub mod facts;
+pub mod lengths;
