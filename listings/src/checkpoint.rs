@@ -23,6 +23,7 @@
 //! | `listings.step` | training steps taken, e.g. `2000` |
 //! | `listings.optimizer` | only with optimiser state: AdamW's `t` and settings as JSON |
 //! | `listings.hparams` | only if given: the training hyper-parameters, a JSON object of strings |
+//! | `listings.arch` | only for an [`Arch`] other than GPT-2's, as JSON, e.g. `{"positions":"rope","mlp":true}`; absent means GPT-2's |
 //!
 //! A checkpoint is written atomically ([`save`]): to a temporary file in the
 //! same folder, flushed to disk, then renamed over the old one. A crash or an
@@ -61,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::model::{Gpt, GptConfig, GptParams, ParamSpec};
+use crate::model::{Arch, Gpt, GptConfig, GptParams, ParamSpec};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::tokens::{TextTokenizer, TokenizerError};
 
@@ -84,6 +85,7 @@ const KEY_TOKENIZER: &str = "listings.tokenizer";
 const KEY_STEP: &str = "listings.step";
 const KEY_OPTIMIZER: &str = "listings.optimizer";
 const KEY_HPARAMS: &str = "listings.hparams";
+const KEY_ARCH: &str = "listings.arch";
 
 /// Everything a checkpoint holds.
 pub struct Checkpoint {
@@ -470,6 +472,9 @@ fn metadata(
     if !hparams.is_empty() {
         meta.insert(KEY_HPARAMS.into(), to_json(hparams));
     }
+    if !gpt.arch().is_gpt2() {
+        meta.insert(KEY_ARCH.into(), to_json(gpt.arch()));
+    }
     Ok(meta)
 }
 
@@ -592,9 +597,10 @@ pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
     let step = meta.parse::<u64>(KEY_STEP)?;
     let optimizer = meta.optimizer()?;
     let hparams = meta.hparams()?;
+    let arch = meta.arch()?;
     let with_moments = optimizer.as_ref().is_some_and(|o| o.moments);
     check_tensors(path, &file, &config, with_moments)?;
-    let gpt = read_params(path, &file, config)?;
+    let gpt = read_params(path, &file, config, arch)?;
     let optimizer = optimizer.map(|o| read_optimizer(&file, &config, o));
     Ok(Checkpoint {
         gpt,
@@ -753,6 +759,15 @@ impl Meta<'_> {
         Ok(Some(o))
     }
 
+    /// The architecture: GPT-2's if the key is absent (every checkpoint
+    /// written before the key existed).
+    fn arch(&self) -> Result<Arch, CheckpointError> {
+        if !self.map.contains_key(KEY_ARCH) {
+            return Ok(Arch::default());
+        }
+        self.json(KEY_ARCH)
+    }
+
     fn hparams(&self) -> Result<BTreeMap<String, String>, CheckpointError> {
         if !self.map.contains_key(KEY_HPARAMS) {
             return Ok(BTreeMap::new());
@@ -857,7 +872,12 @@ fn fill_f32<'a>(out: impl Iterator<Item = &'a mut f32>, bytes: &[u8]) {
 }
 
 /// The model's parameters, read by name (after [`check_tensors`]).
-fn read_params(path: &Path, file: &SafeTensors, config: GptConfig) -> Result<Gpt, CheckpointError> {
+fn read_params(
+    path: &Path,
+    file: &SafeTensors,
+    config: GptConfig,
+    arch: Arch,
+) -> Result<Gpt, CheckpointError> {
     let mut params = GptParams::zeros(&config);
     for (name, mut view) in params.tensors_mut() {
         let tensor = file.tensor(&name).expect("checked by check_tensors");
@@ -872,7 +892,7 @@ fn read_params(path: &Path, file: &SafeTensors, config: GptConfig) -> Result<Gpt
             });
         }
     }
-    Gpt::from_params(config, params).map_err(|e| CheckpointError::BadMetadata {
+    Gpt::from_parts(config, arch, params).map_err(|e| CheckpointError::BadMetadata {
         path: path.to_path_buf(),
         key: KEY_CONFIG,
         reason: e.to_string(),

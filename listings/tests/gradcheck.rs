@@ -30,6 +30,7 @@ use listings::model::{
     layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward, matmul_forward,
     residual_backward, residual_forward,
 };
+use listings::model::{Arch, Positions, attention_forward_alibi, rope_backward, rope_forward};
 use listings::parallel::par_zip_map;
 use listings::rng::{ChaCha8Rng, RngExt, randn, seeded};
 use ndarray::{Array, Array1, Array2, Array3, Array4, ArrayView, Dimension, ShapeBuilder};
@@ -556,6 +557,118 @@ fn whole_model_every_parameter_tensor() {
     let (err, name) = check_params("gpt", &params, &grads, |_| true, SAMPLES, loss);
     println!("gpt            all tensors            max rel err {err:9.2e} (in {name})");
     assert!(err < TOLERANCE, "{name}: max relative error {err:.2e}");
+}
+
+// ------------------------------------------- architectures other than GPT-2's
+
+/// The whole-model check for a model with the choices of `arch`: every
+/// parameter tensor, including those the architecture does not use (its
+/// gradient must then be exactly what finite differences find: zero).
+fn whole_model_with(arch: Arch) -> (f64, String) {
+    let config = tiny();
+    let (b, t) = (2, config.block_size);
+    let mut rng = seeded(3);
+    let mut tokens = || Array2::from_shape_simple_fn((b, t), || rng.random_range(0..11_u32));
+    let (idx, targets) = (tokens(), tokens());
+    let params = random_params(&config, 5);
+    let gpt = Gpt::from_parts(config, arch, params.clone()).expect("shapes fit");
+    let mut acts = Activations::new(&config, b, t);
+    let mut dacts = ActivationGrads::new(&config, b, t);
+    let mut grads = GptParams::zeros(&config);
+    gpt.forward_with(&mut acts, &idx, Some(&targets))
+        .expect("valid input");
+    gpt.backward(&mut grads, &mut dacts, &acts);
+    let loss = move |p: &GptParams| {
+        let gpt = Gpt::from_parts(config, arch, p.clone()).expect("shapes fit");
+        let mut acts = Activations::new(&config, b, t);
+        gpt.forward_with(&mut acts, &idx, Some(&targets))
+            .expect("valid input");
+        acts.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / (b * t) as f64
+    };
+    let label = format!(
+        "{}{}",
+        arch.positions,
+        if arch.mlp { "" } else { " no mlp" }
+    );
+    let (err, name) = check_params(&label, &params, &grads, |_| true, SAMPLES, loss);
+    if !arch.positions.is_learned() {
+        assert!(
+            grads.wpe.iter().all(|&g| g == 0.0),
+            "{label}: wpe has a gradient"
+        );
+    }
+    if !arch.mlp {
+        let touched = grads.h.iter().any(|h| {
+            (h.mlp.c_fc.weight.iter().chain(&h.mlp.c_proj.weight)).any(|&g| g != 0.0)
+                || h.ln_2.weight.iter().any(|&g| g != 0.0)
+        });
+        assert!(!touched, "{label}: the unused MLP has a gradient");
+    }
+    (err, name)
+}
+
+#[test]
+fn whole_model_with_other_positions_and_without_mlp() {
+    let kinds = [
+        Positions::Sinusoidal,
+        Positions::Rope,
+        Positions::Alibi,
+        Positions::None,
+    ];
+    let archs = kinds.map(Arch::with_positions).into_iter().chain([
+        Arch {
+            positions: Positions::Learned,
+            mlp: false,
+        },
+        Arch {
+            positions: Positions::Rope,
+            mlp: false,
+        },
+    ]);
+    for arch in archs {
+        let (err, name) = whole_model_with(arch);
+        assert!(
+            err < TOLERANCE,
+            "{arch}: {name}: max relative error {err:.2e}"
+        );
+    }
+}
+
+#[test]
+fn rope_layer() {
+    // L = Σ w·rope(qkv): its gradient is rope_backward(w).
+    let (b, t, c, nh) = (2, 5, 8, 2);
+    let qkv = rand((b, t, 3 * c), 1.0, 1);
+    let w = rand((b, t, 3 * c), 1.0, 2);
+    let mut dqkv = w.clone();
+    rope_backward(&mut dqkv, nh);
+    let cmp = compare(flat_mut(&mut qkv.clone()), flat(&dqkv), ALL, |x| {
+        let mut out = view(x, &qkv).to_owned();
+        rope_forward(&mut out, nh);
+        weighted(&w, &out)
+    });
+    assert_grad("rope", "qkv", cmp);
+}
+
+#[test]
+fn alibi_attention_layer() {
+    let (b, t, c, nh) = (2, 5, 8, 2);
+    let slopes = [0.5, 0.125];
+    let qkv = rand((b, t, 3 * c), 1.0, 1);
+    let w = rand((b, t, c), 1.0, 2);
+    let forward = |x: &ndarray::ArrayRef3<f32>| {
+        let (mut out, mut att) = (Array3::zeros((b, t, c)), Array4::zeros((b, nh, t, t)));
+        attention_forward_alibi(&mut out, &mut att, x, nh, &slopes);
+        (out, att)
+    };
+    let (_, att) = forward(&qkv);
+    let mut dqkv = Array3::from_elem((b, t, 3 * c), f32::NAN);
+    let mut datt = Array4::zeros((b, nh, t, t));
+    attention_backward(&mut dqkv, &mut datt, &w, &qkv, &att, nh);
+    let cmp = compare(flat_mut(&mut qkv.clone()), flat(&dqkv), ALL, |x| {
+        weighted(&w, &forward(&view(x, &qkv)).0)
+    });
+    assert_grad("alibi attn", "qkv", cmp);
 }
 
 // ------------------------------------------------------ the check can fail

@@ -110,7 +110,12 @@ pub enum Logits {
 
 impl Decoder {
     /// Lays out `gpt`'s weights for inference, each matrix in `format`.
+    /// Refuses a model whose [`Arch`](crate::model::Arch) is not GPT-2's
+    /// ([`QuantError::Arch`]).
     pub fn new(gpt: &Gpt, format: Format) -> Result<Self, QuantError> {
+        if !gpt.arch().is_gpt2() {
+            return Err(QuantError::Arch(*gpt.arch()));
+        }
         let p = gpt.params();
         let linear = |l: &crate::model::LinearParams| -> Result<_, QuantError> {
             Ok((

@@ -208,6 +208,13 @@ pub enum QuantError {
     /// A format name that is none of [`Format::ALL`]'s.
     #[error("unknown weight format {0:?}: use f32, int8, q8_0 or q4_0")]
     UnknownFormat(String),
+    /// A model whose architecture is not GPT-2's: the decoder's passes
+    /// compute GPT-2's block and would give it wrong numbers.
+    #[error(
+        "the Decoder runs GPT-2's architecture (learned positions, an MLP in every block), \
+         but this model has {0}; run it with Gpt::forward instead"
+    )]
+    Arch(crate::model::Arch),
 }
 
 /// One Q8_0 block: 32 weights of a row as `d·q`, llama.cpp's `block_q8_0`.

@@ -188,6 +188,71 @@ fn attention_sequence(
 }
 // ANCHOR_END: attention_sequence
 
+// ANCHOR: attention_forward_alibi
+/// [`attention_forward`] with ALiBi's linear biases: before the softmax,
+/// head `h` subtracts `slopes[h]·(i - j)` from the score of query `i` for
+/// key `j` (`j <= i`), so each step back costs a key the same amount of
+/// score. The bias is a constant, so [`attention_backward`] serves as the
+/// backward pass unchanged: it reads only the weights.
+///
+/// Shapes as [`attention_forward`]; `slopes` has one entry per head
+/// ([`alibi_slopes`](super::alibi_slopes)).
+///
+/// # Panics
+///
+/// If `slopes` does not have `n_head` entries.
+pub fn attention_forward_alibi(
+    out: &mut ArrayRef3<f32>,
+    att: &mut ArrayRef4<f32>,
+    qkv: &ArrayRef3<f32>,
+    n_head: usize,
+    slopes: &[f32],
+) {
+    assert_eq!(slopes.len(), n_head, "one ALiBi slope per head");
+    let sequences = Zip::from(out.outer_iter_mut())
+        .and(att.outer_iter_mut())
+        .and(qkv.outer_iter());
+    pool().install(|| {
+        sequences.par_for_each(|out, att, qkv| {
+            simd(
+                #[inline(always)]
+                || attention_sequence_alibi(out, att, qkv, n_head, slopes),
+            )
+        })
+    });
+}
+
+/// [`attention_forward_alibi`] for one sequence: [`attention_sequence`]
+/// with the bias added to each row of scores before its softmax.
+#[inline(always)] // into `simd`'s closure, to be compiled for wide vectors
+fn attention_sequence_alibi(
+    mut out: ArrayViewMut2<f32>,
+    mut att: ArrayViewMut3<f32>,
+    qkv: ArrayView2<f32>,
+    n_head: usize,
+    slopes: &[f32],
+) {
+    let (t, c) = out.dim();
+    let hs = c / n_head;
+    let scale = 1.0 / (hs as f32).sqrt();
+    for (h, &slope) in slopes.iter().enumerate() {
+        let q = qkv.slice(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        let k = qkv.slice(s![.., c + h * hs..c + (h + 1) * hs]); // (T, hs)
+        let v = qkv.slice(s![.., 2 * c + h * hs..2 * c + (h + 1) * hs]); // (T, hs)
+        let mut weights = att.index_axis_mut(Axis(0), h); // (T, T)
+        par_mat_mul(scale, &q, &k.t(), 0.0, &mut weights); // (T, hs) x (hs, T) -> (T, T)
+        for (i, row) in out_slice(&mut weights).chunks_exact_mut(t).enumerate() {
+            for (j, score) in row[..=i].iter_mut().enumerate() {
+                *score -= slope * (i - j) as f32; // the further back, the lower
+            }
+            causal_softmax(row, i);
+        }
+        let mut y = out.slice_mut(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        par_mat_mul(1.0, &weights, &v, 0.0, &mut y); // (T, T) x (T, hs) -> (T, hs)
+    }
+}
+// ANCHOR_END: attention_forward_alibi
+
 // ANCHOR: causal_softmax
 /// Softmax of row `i` of the scores over the positions `0..=i` it may see;
 /// the rest of the row (the future) gets weight 0.

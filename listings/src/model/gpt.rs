@@ -5,15 +5,20 @@
 use ndarray::{Array2, Array3, Array4, ArrayRef2, ArrayRef3};
 use thiserror::Error;
 
+use super::arch::{
+    Arch, Positions, block_backward_arch, block_forward_arch, token_embedding_backward,
+    token_embedding_forward,
+};
 use super::attention::{attention_backward, attention_forward};
 use super::config::{ConfigError, GptConfig};
-use super::embeddings::{encoder_backward, encoder_forward};
+use super::embeddings::{encoder_backward, encoder_forward, sinusoidal_positions};
 use super::layers::{
     crossentropy_forward, crossentropy_softmax_backward, gelu_backward, gelu_forward,
     layernorm_backward, layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward,
     matmul_forward, residual_forward,
 };
-use super::params::{BlockParams, GptParams};
+use super::params::{BlockParams, GptParams, INIT_STD};
+use crate::rng::{randn, seeded};
 
 /// What went wrong when building a model or running it on an input.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -43,6 +48,28 @@ pub enum ModelError {
         time: usize,
         /// The longest the model accepts.
         block_size: usize,
+    },
+    /// A model with learned positions asked to run past its table.
+    #[error(
+        "this model learned a position table (wpe) of {block_size} rows, and the rows past \
+         {block_size} were never trained, so it cannot run on {asked} positions; append \
+         untrained rows with Gpt::with_new_positions to see what they do, or use a model \
+         whose positions are not learned (sinusoidal, RoPE, ALiBi or none)"
+    )]
+    PositionsNotTrained {
+        /// The rows of the learned table.
+        block_size: usize,
+        /// The context length asked for.
+        asked: usize,
+    },
+    /// RoPE rotates pairs of channels, and a head has an odd number.
+    #[error(
+        "RoPE rotates each head's channels in pairs, but the head size is {head_size} \
+         (n_embd / n_head), which is odd; pick n_embd and n_head so that it is even"
+    )]
+    RopeOddHeadSize {
+        /// `n_embd / n_head`.
+        head_size: usize,
     },
     /// An input token id has no row in the embedding table.
     #[error(
@@ -397,10 +424,17 @@ pub fn block_backward(
 /// assert!((loss.unwrap() - 10_f32.ln()).abs() < 0.5);
 /// # Ok::<(), listings::model::ModelError>(())
 /// ```
+///
+/// Beside the config it holds its [`Arch`], GPT-2's unless it was built with
+/// [`Gpt::with_arch`] or [`Gpt::from_parts`], and, for sinusoidal positions,
+/// the fixed position table (not a parameter: no optimiser sees it).
 #[derive(Clone, Debug)]
 pub struct Gpt {
     config: GptConfig,
     params: GptParams,
+    arch: Arch,
+    /// The sinusoidal table, `(block_size, C)`, for `Positions::Sinusoidal`.
+    fixed_positions: Option<Array2<f32>>,
 }
 
 impl Gpt {
@@ -410,6 +444,8 @@ impl Gpt {
         Ok(Self {
             config,
             params: GptParams::init(&config, seed),
+            arch: Arch::default(),
+            fixed_positions: None,
         })
     }
 
@@ -434,7 +470,146 @@ impl Gpt {
                 });
             }
         }
-        Ok(Self { config, params })
+        Ok(Self {
+            config,
+            params,
+            arch: Arch::default(),
+            fixed_positions: None,
+        })
+    }
+
+    /// A freshly initialised model with the choices of `arch`.
+    ///
+    /// The weights are drawn as [`Gpt::new`] draws them with the same seed,
+    /// so two architectures built from one seed start from the same numbers
+    /// wherever both have them. Then what the architecture does not use is
+    /// set to zero: `wpe` unless the positions are learned, each block's MLP
+    /// (`c_fc` and `mlp.c_proj`) without MLPs. Their gradients stay zero, so
+    /// training leaves them at zero.
+    ///
+    /// ```
+    /// use listings::model::{Arch, Gpt, GptConfig, Positions};
+    /// let arch = Arch { positions: Positions::Alibi, mlp: false };
+    /// let gpt = Gpt::with_arch(GptConfig::toy(10), arch, 0)?;
+    /// assert!(gpt.params().wpe.iter().all(|&w| w == 0.0));
+    /// assert!(gpt.num_parameters() < Gpt::new(GptConfig::toy(10), 0)?.num_parameters());
+    /// # Ok::<(), listings::model::ModelError>(())
+    /// ```
+    pub fn with_arch(config: GptConfig, arch: Arch, seed: u64) -> Result<Self, ModelError> {
+        config.validate()?;
+        let mut params = GptParams::init(&config, seed);
+        if !arch.positions.is_learned() {
+            params.wpe.fill(0.0);
+        }
+        if !arch.mlp {
+            for block in &mut params.h {
+                for layer in [&mut block.mlp.c_fc, &mut block.mlp.c_proj] {
+                    layer.weight.fill(0.0);
+                    layer.bias.fill(0.0);
+                }
+            }
+        }
+        Self::from_parts(config, arch, params)
+    }
+
+    /// A model from given parameters with the choices of `arch`, after the
+    /// checks of [`Gpt::from_params`]. Parameters the architecture does not
+    /// use (see [`Arch`]) are kept as given and never read.
+    pub fn from_parts(
+        config: GptConfig,
+        arch: Arch,
+        params: GptParams,
+    ) -> Result<Self, ModelError> {
+        let mut gpt = Self::from_params(config, params)?;
+        if arch.positions == Positions::Rope && !config.head_size().is_multiple_of(2) {
+            let head_size = config.head_size();
+            return Err(ModelError::RopeOddHeadSize { head_size });
+        }
+        gpt.arch = arch;
+        gpt.fixed_positions = (arch.positions == Positions::Sinusoidal)
+            .then(|| sinusoidal_positions(config.block_size, config.n_embd));
+        Ok(gpt)
+    }
+
+    /// The model's architectural choices.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// The fixed position table of a model with sinusoidal positions,
+    /// `(block_size, C)`; `None` for the other kinds.
+    pub fn fixed_positions(&self) -> Option<&Array2<f32>> {
+        self.fixed_positions.as_ref()
+    }
+
+    // ANCHOR: with_block_size
+    /// The same model with a context window of `block_size` tokens.
+    ///
+    /// Positions that are not learned are defined for any length: the
+    /// sinusoidal table is computed again for the new length, and RoPE,
+    /// ALiBi and no positions need no table (`wpe` stays zero, resized).
+    /// Learned positions can be cut to fewer rows but not extended: the
+    /// rows past the old `block_size` were never trained, and
+    /// [`ModelError::PositionsNotTrained`] says so
+    /// ([`Gpt::with_new_positions`] appends untrained rows on purpose).
+    ///
+    /// ```
+    /// use listings::model::{Arch, Gpt, GptConfig, ModelError, Positions};
+    /// let config = GptConfig::toy(10); // block_size 64
+    /// let alibi = Gpt::with_arch(config, Arch::with_positions(Positions::Alibi), 0)?;
+    /// assert_eq!(alibi.with_block_size(256)?.config().block_size, 256);
+    /// let learned = Gpt::new(config, 0)?;
+    /// assert_eq!(
+    ///     learned.with_block_size(256).unwrap_err(),
+    ///     ModelError::PositionsNotTrained { block_size: 64, asked: 256 }
+    /// );
+    /// # Ok::<(), ModelError>(())
+    /// ```
+    pub fn with_block_size(&self, block_size: usize) -> Result<Gpt, ModelError> {
+        let old = self.config.block_size;
+        if self.arch.positions.is_learned() && block_size > old {
+            let asked = block_size;
+            return Err(ModelError::PositionsNotTrained {
+                block_size: old,
+                asked,
+            });
+        }
+        let config = GptConfig {
+            block_size,
+            ..self.config
+        };
+        let mut params = self.params.clone();
+        params.wpe = if self.arch.positions.is_learned() {
+            self.params
+                .wpe
+                .slice(ndarray::s![..block_size, ..])
+                .to_owned()
+        } else {
+            Array2::zeros((block_size, config.n_embd))
+        };
+        Self::from_parts(config, self.arch, params)
+    }
+    // ANCHOR_END: with_block_size
+
+    /// The same model with `extra` more rows of learned positions, drawn
+    /// as GPT-2 initialises `wpe` (normal, standard deviation 0.02) from a
+    /// generator seeded with `seed`: what a model with learned positions
+    /// would read past its training length if it were given rows there.
+    /// For other kinds of positions it is [`Gpt::with_block_size`] with
+    /// `block_size + extra`.
+    pub fn with_new_positions(&self, extra: usize, seed: u64) -> Result<Gpt, ModelError> {
+        let block_size = self.config.block_size + extra;
+        if !self.arch.positions.is_learned() {
+            return self.with_block_size(block_size);
+        }
+        let config = GptConfig {
+            block_size,
+            ..self.config
+        };
+        let new_rows = randn((extra, config.n_embd), INIT_STD, &mut seeded(seed));
+        let mut params = self.params.clone();
+        params.wpe = ndarray::concatenate![ndarray::Axis(0), self.params.wpe, new_rows];
+        Self::from_parts(config, self.arch, params)
     }
 
     /// The model's config.
@@ -458,9 +633,23 @@ impl Gpt {
         (self.config, self.params)
     }
 
-    /// How many parameters the model has, counted from its tensors.
+    /// How many parameters the model has, counted from its tensors; with
+    /// an [`Arch`] other than GPT-2's, without those it does not use (`wpe`
+    /// unless positions are learned, the MLPs and `ln_2` without MLPs).
     pub fn num_parameters(&self) -> usize {
-        self.params.num_parameters()
+        let mut unused = 0;
+        if !self.arch.positions.is_learned() {
+            unused += self.params.wpe.len();
+        }
+        if !self.arch.mlp {
+            let per_block = |b: &BlockParams| {
+                let (fc, proj) = (&b.mlp.c_fc, &b.mlp.c_proj);
+                let linear = fc.weight.len() + fc.bias.len() + proj.weight.len() + proj.bias.len();
+                linear + b.ln_2.weight.len() + b.ln_2.bias.len()
+            };
+            unused += self.params.h.iter().map(per_block).sum::<usize>();
+        }
+        self.params.num_parameters() - unused
     }
 
     // ANCHOR: forward
@@ -496,6 +685,9 @@ impl Gpt {
         let (b, t) = idx.dim();
         if acts.shape() != (b, t) || acts.layers.len() != self.config.n_layer {
             *acts = Activations::new(&self.config, b, t);
+        }
+        if !self.arch.is_gpt2() {
+            return Ok(self.forward_arch(acts, idx, targets)); // another Arch
         }
         let p = &self.params;
         acts.inputs.assign(idx);
@@ -602,6 +794,9 @@ impl Gpt {
         acts: &Activations,
     ) {
         self.check_grads(grads, dacts, acts);
+        if !self.arch.is_gpt2() {
+            return self.backward_arch(grads, dacts, acts); // another Arch
+        }
         let (p, g, nh) = (&self.params, &mut *dacts, self.config.n_head);
         let (mean, rstd, x) = (&acts.lnf_mean, &acts.lnf_rstd, acts.last_residual());
         let dx = &mut g.dresidual; // (B, T, C), walked back through the blocks
@@ -618,6 +813,71 @@ impl Gpt {
         encoder_backward(&mut grads.wte, &mut grads.wpe, dx, &acts.inputs); // -> wte, wpe
     }
     // ANCHOR_END: backward
+
+    /// [`Gpt::forward_with`] for an [`Arch`] other than GPT-2's, after the
+    /// input was checked and `acts` sized.
+    fn forward_arch(
+        &self,
+        acts: &mut Activations,
+        idx: &ArrayRef2<u32>,
+        targets: Option<&ArrayRef2<u32>>,
+    ) -> Option<f32> {
+        let (p, arch) = (&self.params, &self.arch);
+        acts.inputs.assign(idx);
+        match (arch.positions, &self.fixed_positions) {
+            (Positions::Learned, _) => encoder_forward(&mut acts.encoded, idx, &p.wte, &p.wpe),
+            (Positions::Sinusoidal, Some(table)) => {
+                encoder_forward(&mut acts.encoded, idx, &p.wte, table)
+            }
+            (Positions::Sinusoidal, None) => unreachable!("from_parts builds the table"),
+            _ => token_embedding_forward(&mut acts.encoded, idx, &p.wte),
+        }
+        for l in 0..self.config.n_layer {
+            let (done, todo) = acts.layers.split_at_mut(l);
+            let x = done.last().map_or(&acts.encoded, |prev| &prev.residual3);
+            block_forward_arch(&mut todo[0], x, &p.h[l], self.config.n_head, arch);
+        }
+        let x = acts
+            .layers
+            .last()
+            .map_or(&acts.encoded, |last| &last.residual3);
+        let (mean, rstd) = (&mut acts.lnf_mean, &mut acts.lnf_rstd);
+        layernorm_forward(&mut acts.lnf, mean, rstd, x, &p.ln_f);
+        lm_head_forward(&mut acts.logits, &acts.lnf, &p.wte);
+        acts.loss = targets.map(|targets| {
+            acts.targets.assign(targets);
+            crossentropy_forward(&mut acts.losses, &acts.logits, targets)
+        });
+        acts.loss
+    }
+
+    /// [`Gpt::backward_from_hidden`] for an [`Arch`] other than GPT-2's:
+    /// positions that are not learned get no gradient (`wpe`'s stays zero).
+    fn backward_arch(
+        &self,
+        grads: &mut GptParams,
+        dacts: &mut ActivationGrads,
+        acts: &Activations,
+    ) {
+        let (p, g, nh, arch) = (&self.params, &mut *dacts, self.config.n_head, &self.arch);
+        let (mean, rstd, x) = (&acts.lnf_mean, &acts.lnf_rstd, acts.last_residual());
+        let dx = &mut g.dresidual; // (B, T, C), walked back through the blocks
+        dx.fill(0.0);
+        layernorm_backward(dx, &mut grads.ln_f, &g.dlnf, x, &p.ln_f, mean, rstd);
+        for l in (0..self.config.n_layer).rev() {
+            let x = match l {
+                0 => &acts.encoded,
+                _ => &acts.layers[l - 1].residual3,
+            };
+            let (dp, a, bp) = (&mut grads.h[l], &acts.layers[l], &p.h[l]);
+            block_backward_arch(dx, &mut g.block, dp, a, x, bp, nh, arch);
+        }
+        if arch.positions.is_learned() {
+            encoder_backward(&mut grads.wte, &mut grads.wpe, dx, &acts.inputs);
+        } else {
+            token_embedding_backward(&mut grads.wte, dx, &acts.inputs);
+        }
+    }
 
     /// Panics unless `grads` has this model's blocks and `dacts` the batch
     /// shape of `acts` (the caller sized them: they hold its gradient).

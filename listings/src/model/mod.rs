@@ -18,6 +18,7 @@
 //! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3, 5 |
 //! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4, 5 |
 //! | [`gpt`] | the block, the whole model, its activations, and input checks; the backward pass | 4, 5 |
+//! | [`arch`] | [`Arch`]: positions of other kinds (sinusoidal, RoPE, ALiBi, none), blocks without MLPs | 8 |
 //!
 //! The loops run on [`crate::parallel`]'s thread pool and wide-vector helpers.
 //!
@@ -35,6 +36,7 @@
 //! # Ok::<(), listings::model::ModelError>(())
 //! ```
 
+pub mod arch;
 pub mod attention;
 pub mod config;
 pub mod embeddings;
@@ -42,9 +44,13 @@ pub mod gpt;
 pub mod layers;
 pub mod params;
 
+pub use arch::{
+    Arch, Positions, alibi_slopes, block_backward_arch, block_forward_arch, rope_backward,
+    rope_forward, token_embedding_backward, token_embedding_forward,
+};
 pub use attention::{
-    attention_backward, attention_backward_reference, attention_forward, attention_head,
-    attention_reference, causal_mask, softmax,
+    attention_backward, attention_backward_reference, attention_forward, attention_forward_alibi,
+    attention_head, attention_reference, causal_mask, softmax,
 };
 pub use config::{
     ConfigError, GptConfig, ParameterBreakdown, count_parameters, parameter_breakdown,
