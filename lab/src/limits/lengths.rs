@@ -648,16 +648,28 @@ pub fn length_curves() -> Result<Vec<LengthCurve>> {
     Notation::ALL.into_iter().map(length_curve).collect()
 }
 
-/// Figure: exact-answer accuracy against the numbers' length, one line per
-/// notation; the models saw 1 to 3 digits only.
+/// Figure: exact-answer accuracy by the numbers' length, one bar per
+/// notation in each group; the models saw 1 to 3 digits only. (Bars, not
+/// lines: two notations score the same from 1 to 3 digits, and a line
+/// would hide the other.)
 pub fn length_figure(path: &Path) -> Result<()> {
-    use crate::plot::{Axes, Series, line_chart_with_legend};
+    use crate::plot::{Axes, Bars, bar_chart_with_legend};
     let curves = length_curves()?;
-    let series: Vec<Series> = (curves.iter())
-        .map(|c| Series {
+    let labels: Vec<String> = (1..=TEST_DIGITS)
+        .map(|d| match d {
+            1 => "1 digit".to_string(),
+            d if d <= TRAIN_DIGITS => format!("{d} digits"),
+            d => format!("{d} digits (unseen)"),
+        })
+        .collect();
+    let groups: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let series: Vec<Bars> = (curves.iter())
+        .map(|c| Bars {
             name: c.notation.name(),
-            points: (c.by_digits.iter())
-                .map(|&(d, _, acc)| (d as f64, f64::from(acc)))
+            values: c
+                .by_digits
+                .iter()
+                .map(|&(_, _, acc)| f64::from(acc))
                 .collect(),
         })
         .collect();
@@ -668,11 +680,12 @@ pub fn length_figure(path: &Path) -> Result<()> {
         log_y: false,
         log_x: false,
     };
-    line_chart_with_legend(
+    bar_chart_with_legend(
         path,
         &axes,
+        &groups,
         &series,
-        plotters::prelude::SeriesLabelPosition::LowerLeft,
+        plotters::prelude::SeriesLabelPosition::UpperRight,
     )
 }
 

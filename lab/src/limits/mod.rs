@@ -4,7 +4,9 @@
 //! | file | what it measures |
 //! |---|---|
 //! | [`facts`] | facts seen once or never, calibration, the reversal curse |
+//! | [`induction`] | copying a pattern seen once in the prompt: induction heads |
 //! | [`lengths`] | sums longer than any seen in training; spelling and counting letters through BPE |
 
 pub mod facts;
+pub mod induction;
 pub mod lengths;
