@@ -3,8 +3,10 @@
 //!
 //! | file | what it measures |
 //! |---|---|
+//! | [`context`] | the context wall: loss past the training length for five kinds of position; recall inside the window |
 //! | [`facts`] | facts seen once or never, calibration, the reversal curse |
 //! | [`lengths`] | sums longer than any seen in training; spelling and counting letters through BPE |
 
+pub mod context;
 pub mod facts;
 pub mod lengths;
