@@ -10,7 +10,7 @@ use listings::infer::quant::{Format, QuantError};
 use listings::model::{
     ActivationGrads, Activations, Arch, Gpt, GptConfig, GptParams, ModelError, Positions,
     alibi_slopes, attention_forward, attention_forward_alibi, block_backward, block_backward_arch,
-    block_forward, block_forward_arch, rope_apply, rope_forward,
+    block_forward, block_forward_arch, rope_apply, rope_forward, sinusoidal_table,
 };
 use listings::optim::AdamWConfig;
 use listings::rng::{RngExt, randn, seeded};
@@ -266,7 +266,9 @@ fn training_moves_learned_positions_only() {
             let table = after
                 .fixed_positions()
                 .expect("a sinusoidal model has its table");
-            assert_eq!(table[[1, 0]], 1.0_f32.sin());
+            assert_eq!(table, &sinusoidal_table(16, 16));
+            let expected = 1.0_f32.sin() * 0.02 * std::f32::consts::SQRT_2;
+            assert!((table[[1, 0]] - expected).abs() < 1e-7);
         }
         for (h_after, h_before) in after.params().h.iter().zip(&before.params().h) {
             if arch.mlp {

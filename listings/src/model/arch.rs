@@ -52,8 +52,9 @@ pub enum Positions {
     #[default]
     Learned,
     /// The original transformer's fixed table of sines and cosines
-    /// ([`sinusoidal_positions`](super::sinusoidal_positions)), added to the
-    /// token's vector; never trained, and defined for any position.
+    /// ([`sinusoidal_table`](super::sinusoidal_table): scaled to the size of
+    /// the initial token vectors), added to the token's vector; never
+    /// trained, and defined for any position.
     Sinusoidal,
     /// Rotary embeddings: channel pair `i` of each head's query and key at
     /// position `p` is rotated by `p·θ_i`, `θ_i = 10000^(-2i/hs)`, so a

@@ -410,6 +410,21 @@ pub fn block_backward(
 }
 // ANCHOR_END: block_backward
 
+// ANCHOR: sinusoidal_table
+/// The fixed position table of a model with sinusoidal positions, `(T, C)`:
+/// [`sinusoidal_positions`] scaled by `INIT_STD·√2`, so that its entries
+/// have the size of GPT-2's initial embeddings (a sine or cosine has a
+/// root mean square of `1/√2`; the table's is then `INIT_STD`, 0.02).
+///
+/// Unscaled, the table's entries of size 1 would drown the token vectors
+/// (0.02 at the start): the original transformer multiplies its token
+/// embeddings by `√C` for the same reason. Here the table is made as small
+/// as the tokens instead, so that the rest of the model is GPT-2's.
+pub fn sinusoidal_table(t: usize, c: usize) -> Array2<f32> {
+    sinusoidal_positions(t, c) * (INIT_STD * std::f32::consts::SQRT_2)
+}
+// ANCHOR_END: sinusoidal_table
+
 /// A GPT: its config and its parameters, kept consistent with each other.
 ///
 /// ```
@@ -527,7 +542,7 @@ impl Gpt {
         }
         gpt.arch = arch;
         gpt.fixed_positions = (arch.positions == Positions::Sinusoidal)
-            .then(|| sinusoidal_positions(config.block_size, config.n_embd));
+            .then(|| sinusoidal_table(config.block_size, config.n_embd));
         Ok(gpt)
     }
 

@@ -60,7 +60,7 @@ pub use embeddings::{
 };
 pub use gpt::{
     ActivationGrads, Activations, BlockGrads, Gpt, LayerActivations, ModelError, block_backward,
-    block_forward,
+    block_forward, sinusoidal_table,
 };
 pub use layers::{
     LAYERNORM_EPS, crossentropy_forward, crossentropy_softmax_backward, fast_exp, gelu,
