@@ -47,7 +47,7 @@
 //! Everything is trained once and kept in [`crate::cache`]. Measured cold
 //! (nothing cached, dev profile, the tests run two at a time on two cores
 //! shared with another session's builds): `cargo test -p lab --lib
-//! limits::context` took 90 to 100 s over four runs, the five position
+//! limits::context` took 90 to 105 s over five runs, the five position
 //! models (about 45 s of work) and the recall model (about 40 s) training
 //! side by side in their two tests; the evaluations take a few seconds.
 
@@ -872,6 +872,18 @@ mod tests {
         for n in [4, 8, RECALL_PAIRS] {
             let mean = recall.row(n).mean();
             assert!(mean > 1.25 / n as f32, "{n} pairs: {mean:.3}");
+        }
+        // The first pairs of a long list are recalled more often than the
+        // last (primacy), over the first and last quarter of the list.
+        for n in [8, RECALL_PAIRS] {
+            let row = &recall.row(n).by_position;
+            let quarter = n / 4;
+            let first = row[..quarter].iter().sum::<f32>() / quarter as f32;
+            let last = row[n - quarter..].iter().sum::<f32>() / quarter as f32;
+            assert!(
+                first > last + 0.05,
+                "{n} pairs: first {first:.3}, last {last:.3}"
+            );
         }
         // Longer lists are harder.
         assert!(recall.row(2).mean() > recall.row(RECALL_PAIRS).mean() + 0.2);
