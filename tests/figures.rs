@@ -28,9 +28,12 @@ const QUICK: &[&str] = &[
     "transformer-architecture.svg",
 ];
 
-/// Figures drawn from the book's trained model. Once the model is cached,
-/// chapters 2-5's are drawn in about 0.1 s each; chapter 6's tune the model
-/// again (4 to 18 s each, release); training the model takes a minute or more.
+/// Figures drawn from the book's trained model, or (chapter 8's) from small
+/// models the chapter trains and caches as it runs. Once the model is
+/// cached, chapters 2-5's are drawn in about 0.1 s each; chapter 6's tune
+/// the model again (4 to 18 s each, release); training the model takes a
+/// minute or more, and chapter 8's models a few minutes together (after
+/// `cargo test --test book` they are all cached).
 const TRAINED: &[&str] = &[
     "embeddings-projection.svg",
     "embeddings-positions.svg",
@@ -44,6 +47,12 @@ const TRAINED: &[&str] = &[
     "finetune-dpo.svg",
     "inference-distribution.svg",
     "inference-speculative.svg",
+    "limits-reliability.svg",
+    "limits-lengths.svg",
+    "limits-context-wall.svg",
+    "limits-recall.svg",
+    "limits-induction.svg",
+    "limits-induction-head.svg",
 ];
 
 /// Figures not redrawn here, and why.

@@ -126,5 +126,35 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 7: decode throughput against the batch size (timed)",
             draw: crate::inference::batching_figure,
         },
+        Figure {
+            file: "limits-reliability.svg",
+            what: "chapter 8: the book model's reliability diagram, before and after temperature scaling",
+            draw: crate::limits::facts::reliability_figure,
+        },
+        Figure {
+            file: "limits-lengths.svg",
+            what: "chapter 8: exact sums by the numbers' length, in three notations",
+            draw: crate::limits::lengths::length_figure,
+        },
+        Figure {
+            file: "limits-context-wall.svg",
+            what: "chapter 8: held-out loss by position past the training length, for five kinds of position",
+            draw: crate::limits::context::context_wall_figure,
+        },
+        Figure {
+            file: "limits-recall.svg",
+            what: "chapter 8: recall of a value from a list of pairs, by the queried pair's position",
+            draw: crate::limits::context::recall_figure,
+        },
+        Figure {
+            file: "limits-induction.svg",
+            what: "chapter 8: loss on the first pass and on the repeats while attention-only models train",
+            draw: crate::limits::induction::induction_figure,
+        },
+        Figure {
+            file: "limits-induction-head.svg",
+            what: "chapter 8: the attention weights of an induction head on a repeated run of random tokens",
+            draw: crate::limits::induction::induction_pattern_figure,
+        },
     ]
 }

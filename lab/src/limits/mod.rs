@@ -4,6 +4,7 @@
 //! | file | what it measures |
 //! |---|---|
 //! | [`context`] | the context wall: loss past the training length for five kinds of position; recall inside the window |
+//! | [`context`] | the context wall for five kinds of position; recall inside the window |
 //! | [`facts`] | facts seen once or never, calibration, the reversal curse |
 //! | [`induction`] | copying a pattern seen once in the prompt: induction heads |
 //! | [`lengths`] | sums longer than any seen in training; spelling and counting letters through BPE |
