@@ -66,6 +66,7 @@ fn library_settings(
     (model, train)
 }
 
+// ANCHOR: library_run
 /// The library's model trained on `text`, character by character, with
 /// the one-page model's default settings and [`SEED`], and the loss of
 /// every step.
@@ -79,6 +80,7 @@ pub fn library_run(text: &str, steps: usize) -> Result<(Gpt, Vec<f32>)> {
     let history = run(&mut trainer, &data, &train, |_, _| Ok(()))?;
     Ok((trainer.into_gpt(), history.losses))
 }
+// ANCHOR_END: library_run
 
 /// The one-page model's training losses on `text`, with its default
 /// settings and [`SEED`].
