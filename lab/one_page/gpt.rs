@@ -7,6 +7,9 @@
 //! cargo run --release -- input.txt 500    # a text file, steps; or no file
 //! ```
 //!
+//! (`RUSTFLAGS="-C target-cpu=native"` makes it faster: `mul_add` becomes one
+//! instruction instead of a call.)
+//!
 //! It is the book's library written again as plain loops over `Vec<f32>`:
 //! the same weights for a seed, the same batches, the same arithmetic in
 //! the same order, so it prints the library's losses to the bit. Where that
@@ -52,7 +55,7 @@ impl Default for Config {
     }
 }
 
-// ---- Randomness: the library's generator, ChaCha8 as the rand crate draws it
+// ---- Randomness (chapter 0): ChaCha8, drawn as the rand crate draws ---------
 
 /// ChaCha8's output, 16 words at a time: key, block number, words, words used.
 struct Rng([u32; 8], u64, [u32; 16], usize);
@@ -128,7 +131,7 @@ impl Rng {
     }
 }
 
-// ---- The parameters (chapter 4) -------------------------------------------------
+// ---- The parameters (chapter 4) ---------------------------------------------
 
 /// A weight and a bias: a linear layer's (`w` is `(in, out)`, as GPT-2
 /// stores it; `b` is `(out)`) or a LayerNorm's scale and shift (`(C)` each).
@@ -209,7 +212,7 @@ impl Params {
     }
 }
 
-// ---- The arithmetic, in the library's order -----------------------------------
+// ---- The arithmetic, in the library's order ---------------------------------
 
 /// `Σ xs` as the library adds (so that it can use vector instructions): in
 /// 16 interleaved partial sums, then those in order, then the tail.
@@ -274,7 +277,7 @@ impl Mat<'_> {
 /// `out = alpha·a·b`, or `out += alpha·a·b` with `add`; `out`'s rows are
 /// `ldo` apart. Each sum is a chain of fused multiply-adds restarted every
 /// 256 terms: how matrixmultiply, the library's matrix product, adds on a
-/// CPU with FMA instructions (x86-64 with AVX2, ARM).
+/// CPU with fused multiply-add instructions.
 fn matmul(out: &mut [f32], ldo: usize, a: Mat, b: Mat, alpha: f32, add: bool) {
     let (Mat(a, m, k, ars, acs), Mat(b, _, n, brs, bcs)) = (a, b);
     for i in 0..m {
@@ -292,7 +295,7 @@ fn matmul(out: &mut [f32], ldo: usize, a: Mat, b: Mat, alpha: f32, add: bool) {
     }
 }
 
-// ---- The layers and their backward passes (chapters 2 to 5) -------------------
+// ---- The layers and their backward passes (chapters 2 to 5) -----------------
 
 /// A LayerNorm's output, with each row's mean and `1/√(var + 1e-5)`.
 struct Norm {
@@ -419,7 +422,7 @@ fn attention_backward(dy: &[f32], qkv: &[f32], att: &[f32], cfg: &Config) -> Vec
     dqkv
 }
 
-// ---- The model: forward pass and loss, backward pass (chapters 4 and 5) -------
+// ---- The model: forward pass and loss, backward pass (chapters 4 and 5) -----
 
 /// What one block's forward pass keeps for its backward pass.
 struct Acts {
@@ -542,7 +545,7 @@ fn forward_backward(p: &Params, g: &mut Params, x: &[usize], y: &[usize], cfg: &
     mean(&losses)
 }
 
-// ---- Training (chapter 5) ---------------------------------------------------------
+// ---- Training (chapter 5) ---------------------------------------------------
 
 /// Trains a model on `text` for `steps` steps, its weights and its batches
 /// both seeded with `seed`; calls `log(step, loss)` after every step.

@@ -62,13 +62,14 @@ fn the_one_page_model_trains_as_the_library_does() {
         library[0],
         library[STEPS - 1]
     );
-    // The same arithmetic in the same order gives 0 on a CPU with FMA; a
-    // CPU whose matrix products round differently could drift by a little.
+    // The same arithmetic in the same order: 0 on a CPU with fused
+    // multiply-adds. Without them the library's products round twice per
+    // term; the file's `matmul` made to do the same (`ab += a * b`) moved
+    // the losses by 9.5e-7 and the trained weights by 5.0e-5 over these
+    // 50 steps. The bounds leave room for that, and fail on any change to
+    // the model (LayerNorm's eps at 1e-4 instead of 1e-5 moves a loss by 0.04).
     assert!(loss_diff < 1e-4, "losses differ by {loss_diff}");
-    assert!(
-        weight_diff < 1e-4,
-        "trained weights differ by {weight_diff}"
-    );
+    assert!(weight_diff < 1e-3, "weights differ by {weight_diff}");
     assert!(
         library[STEPS - 1] < 0.8 * library[0],
         "the model did not learn"
