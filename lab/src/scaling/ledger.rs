@@ -746,7 +746,6 @@ pub fn measure_for_ledger(model: &str) -> Result<(&'static str, StepMeasurement)
 /// The report of lab's `ledger` command: the measurement, then the table
 /// at the FLOP/s it achieved.
 pub fn ledger_report(name: &str, m: &StepMeasurement) -> String {
-    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
     let c = m.config;
     let mut out = String::new();
     let _ = writeln!(
@@ -765,10 +764,10 @@ pub fn ledger_report(name: &str, m: &StepMeasurement) -> String {
         out,
         "  a step: {} (forward {}, backward {}, clip and AdamW {}); backward / forward = {:.2} \
          (the products alone: {BACKWARD_PER_FORWARD})",
-        ms(m.step_seconds),
-        ms(m.forward_seconds),
-        ms(m.backward_seconds),
-        ms(m.optimizer_seconds),
+        duration(m.step_seconds),
+        duration(m.forward_seconds),
+        duration(m.backward_seconds),
+        duration(m.optimizer_seconds),
         m.backward_seconds / m.forward_seconds
     );
     let _ = writeln!(
