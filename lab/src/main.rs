@@ -1,11 +1,18 @@
-//! Draws the book's figures from real runs, as SVG files.
+//! Draws the book's figures from real runs, as SVG files; and runs the
+//! measurements that print rather than draw.
 //!
 //! ```text
 //! cargo run --release -p lab -- [--out DIR] [--list] [NAME...]
+//! cargo run --release -p lab -- ledger [book|gpt2]
 //! ```
 //!
 //! Without names, every figure; with names, the figures whose file names
 //! contain one of them. `--out` defaults to `src/figures`, the book's.
+//!
+//! `ledger` times a few training steps of the book model (or of GPT-2
+//! small) and prints chapter 9's ledger at the FLOP/s it measured
+//! ([`lab::scaling::ledger`]). Run it in a process of its own: it reads the
+//! process's peak memory.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,6 +20,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some((command, rest)) = args.split_first()
+        && command == "ledger"
+    {
+        return lab::scaling::ledger::ledger_command(rest);
+    }
     let mut out = PathBuf::from("src/figures");
     let mut list = false;
     let mut only = Vec::new();
@@ -22,7 +35,9 @@ fn main() -> Result<()> {
             "--out" => out = args.next().context("--out needs a folder")?.into(),
             "--list" => list = true,
             "-h" | "--help" => {
-                println!("usage: lab [--out DIR] [--list] [NAME...]");
+                println!(
+                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]"
+                );
                 return Ok(());
             }
             flag if flag.starts_with('-') => bail!("unknown flag {flag}; try --help"),

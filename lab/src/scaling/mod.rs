@@ -1,0 +1,9 @@
+//! Chapter 9's experiments: what it takes to go from the book's toy model
+//! to a production one, computed by the book's code and checked against
+//! measurements where the book's model allows, one file per question.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | [`ledger`] | the ledger of a training run: FLOPs per token, bytes of training state and activations, time to train, toy model to 70B; a training step timed and its peak memory measured |
+
+pub mod ledger;
