@@ -42,11 +42,11 @@
 //! destinations, bare URLs, HTML entities.
 //!
 //! A number is a run of digits not glued to a word (`GPT-2`, `r50k_base`,
-//! `bf16` are names), with `,` thousands separators (`1,024` is `1024`), a
-//! decimal part, an exponent (`1.5e-3`), and a sign when `-` or `−` (U+2212)
-//! stands right before it with no word or number before the sign (`−1.6803`
-//! is negative; in `0-3` and `2,048–2,672` the second number is a range's
-//! end). What follows is not part of it: `17.84 ms` is `17.84`, `57.5%` is
+//! `bf16`, and the dotted `C.0.1` and `h.0`, are names), with `,`
+//! thousands separators (`1,024` is `1024`), a decimal part, an exponent
+//! (`1.5e-3`), and a sign when `-` or `−` (U+2212) stands right before it
+//! with no word or number before the sign (`−1.6803` is negative; in `0-3`
+//! and `2,048–2,672` the second number is a range's end). What follows is not part of it: `17.84 ms` is `17.84`, `57.5%` is
 //! `57.5` (percentages are compared as written, not as fractions).
 //!
 //! A prose number matches an output's of the same value, written with at
@@ -171,6 +171,13 @@ fn numbers(text: &str, prose: bool) -> Vec<(usize, Num)> {
         let mut start = i;
         match before.map(|b| c[b]) {
             Some(p) if prose && (p.is_alphanumeric() || p == '_') => {
+                while wordy(i) {
+                    i += 1;
+                }
+                continue;
+            }
+            // C.0.1, h.0: the digits of a dotted name.
+            Some('.') if prose && before.and_then(|b| b.checked_sub(1)).is_some_and(wordy) => {
                 while wordy(i) {
                     i += 1;
                 }
@@ -1287,6 +1294,7 @@ fn numbers_as_written() {
 
 fn names_ranges_and_units() {
     assert!(written("GPT-2, GPT-3.5, r50k_base, cl100k_base, bf16, Q8_0, x86_64").is_empty());
+    assert!(written("C.0.1, C.8.4 and `h.0.attn`").is_empty());
     assert_eq!(
         written("17.84 ms, 57.5%, 40 GB, 3.4 × 10"),
         ["17.84", "57.5", "3.4"]
