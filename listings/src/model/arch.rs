@@ -371,3 +371,258 @@ pub fn block_backward_arch(
     layernorm_backward(dx, &mut dp.ln_1, &g.dln1, x, &p.ln_1, mean, rstd);
 }
 // ANCHOR_END: block_backward_arch
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use crate::model::{Arch, Gpt, GptConfig, Positions};
+    use crate::optim::AdamWConfig;
+    use crate::rng::{RngExt, seeded};
+    use crate::train::step::Trainer;
+
+    /// The vector instructions matrixmultiply and `simd` pick their code by
+    /// (as `lab::cache` keys its results): the bits of a trained model
+    /// depend on them, so a fingerprint is recorded per kind of CPU.
+    fn cpu_features() -> String {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut features = String::from("x86_64");
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                features.push_str("+avx512f");
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                features.push_str("+avx2");
+            }
+            if std::arch::is_x86_feature_detected!("fma") {
+                features.push_str("+fma");
+            }
+            features
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            std::env::consts::ARCH.to_string()
+        }
+    }
+
+    /// FNV-1a over the bits of `numbers`, 64 bits.
+    fn hash_bits(hash: u64, numbers: impl IntoIterator<Item = f32>) -> u64 {
+        numbers.into_iter().fold(hash, |h, x| {
+            x.to_bits()
+                .to_le_bytes()
+                .iter()
+                .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        })
+    }
+
+    /// The tiny model of the fingerprints.
+    fn tiny() -> GptConfig {
+        GptConfig {
+            vocab_size: 13,
+            block_size: 16,
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+        }
+    }
+
+    /// Trains a tiny model with the choices of `arch` for 6 steps of AdamW
+    /// on seeded random batches ([`fingerprint_of`]).
+    fn training_fingerprint(arch: Arch) -> (Vec<u32>, u64) {
+        fingerprint_of(
+            Gpt::with_arch(tiny(), arch, 7).expect("a valid model"),
+            3,
+            6,
+        )
+    }
+
+    /// Trains `gpt` for `steps` steps of AdamW on seeded random batches of
+    /// `b` sequences as long as its context, and returns the bits of every
+    /// step's loss and a hash of the bits of every parameter and every
+    /// gradient after the last step.
+    fn fingerprint_of(gpt: Gpt, b: usize, steps: usize) -> (Vec<u32>, u64) {
+        let GptConfig {
+            vocab_size: v,
+            block_size: t,
+            ..
+        } = *gpt.config();
+        let adamw = AdamWConfig {
+            lr: 1e-2,
+            ..AdamWConfig::default()
+        };
+        let mut trainer = Trainer::new(gpt, adamw, b, t).expect("a valid trainer");
+        let mut rng = seeded(21);
+        let mut losses = Vec::new();
+        for _ in 0..steps {
+            let v = v as u32;
+            let mut batch = || Array2::from_shape_simple_fn((b, t), || rng.random_range(0..v));
+            let (idx, targets) = (batch(), batch());
+            let stats = trainer
+                .step(&idx, &targets, 1e-2, 1.0)
+                .expect("a finite step");
+            losses.push(stats.loss.to_bits());
+        }
+        let params = trainer
+            .gpt()
+            .params()
+            .slices()
+            .flat_map(|(t, _)| t.to_vec());
+        let grads = trainer.gradients().slices().flat_map(|(t, _)| t.to_vec());
+        let hash = hash_bits(hash_bits(0xcbf2_9ce4_8422_2325, params), grads);
+        (losses, hash)
+    }
+
+    /// The architectures whose training is pinned to the bit: GPT-2's and
+    /// the variants that existed before the modern block's switches.
+    fn pinned() -> Vec<(&'static str, Arch)> {
+        let attention_only = |positions| Arch {
+            mlp: false,
+            ..Arch::with_positions(positions)
+        };
+        vec![
+            ("gpt2", Arch::default()),
+            ("rope", Arch::with_positions(Positions::Rope)),
+            ("sinusoidal", Arch::with_positions(Positions::Sinusoidal)),
+            ("none", Arch::with_positions(Positions::None)),
+            ("learned, no mlp", attention_only(Positions::Learned)),
+            ("alibi, no mlp", attention_only(Positions::Alibi)),
+            ("rope, no mlp", attention_only(Positions::Rope)),
+        ]
+    }
+
+    /// A recorded fingerprint: the model's name, the hash of its numbers,
+    /// the bits of its `N` losses.
+    type Recorded<const N: usize> = (&'static str, u64, [u32; N]);
+
+    /// What [`training_fingerprint`] gave for each of [`pinned`] before the
+    /// modern block's switches were added, on a CPU with these features:
+    /// `(name, hash, loss bits)`.
+    const RECORDED: (&str, [Recorded<6>; 7]) = (
+        "x86_64+avx512f+avx2+fma",
+        [
+            (
+                "gpt2",
+                0x0af9fe7b1682c4ff,
+                [
+                    0x4025e1c1, 0x402604ce, 0x4023790c, 0x40249462, 0x40256917, 0x40257382,
+                ],
+            ),
+            (
+                "rope",
+                0xb1c05951f65ba50d,
+                [
+                    0x4026369b, 0x4026bade, 0x40249a5e, 0x40240070, 0x4024bdb4, 0x40249c6f,
+                ],
+            ),
+            (
+                "sinusoidal",
+                0x602025b49163238a,
+                [
+                    0x402612ed, 0x4026b303, 0x40237e0d, 0x40254ce8, 0x40255d08, 0x40258b5d,
+                ],
+            ),
+            (
+                "none",
+                0xec4394edc3b4666a,
+                [
+                    0x402636a4, 0x4026ba26, 0x4024991b, 0x402403e3, 0x4024bd89, 0x4024a016,
+                ],
+            ),
+            (
+                "learned, no mlp",
+                0x189b83dc6ef7c0e9,
+                [
+                    0x4025f85c, 0x4025a30d, 0x40247477, 0x40242730, 0x402510bf, 0x40252ebd,
+                ],
+            ),
+            (
+                "alibi, no mlp",
+                0x6f7de802556a203f,
+                [
+                    0x40264668, 0x40263996, 0x40248c8a, 0x40253e95, 0x4024cfb9, 0x40249d7e,
+                ],
+            ),
+            (
+                "rope, no mlp",
+                0x51026c8aa2b2b7e1,
+                [
+                    0x402646a5, 0x40263ed5, 0x40249f71, 0x40251f60, 0x4024d0c1, 0x4024b757,
+                ],
+            ),
+        ],
+    );
+
+    /// GPT-2's model and the older variants train to the same bits as they
+    /// did before the modern block's switches existed: every step's loss,
+    /// every parameter and every gradient. The bits depend on the CPU's
+    /// vector instructions (matrixmultiply picks its kernel by them), so
+    /// on a CPU of another kind the test prints the fingerprints (to record
+    /// from a commit before a change) and checks only that two runs agree.
+    #[test]
+    fn training_is_bit_identical_to_the_recorded_fingerprints() {
+        let (recorded_on, recorded) = RECORDED;
+        let same_cpu = cpu_features() == recorded_on;
+        for ((name, arch), (recorded_name, hash, losses)) in pinned().into_iter().zip(recorded) {
+            assert_eq!(name, recorded_name);
+            let run = training_fingerprint(arch);
+            let bits: Vec<String> = run.0.iter().map(|l| format!("{l:#010x}")).collect();
+            println!("({name:?}, {:#018x}, [{}]),", run.1, bits.join(", "));
+            if same_cpu {
+                assert_eq!(run, (losses.to_vec(), hash), "{name} trains to other bits");
+            } else {
+                assert_eq!(run, training_fingerprint(arch), "{name}: two runs differ");
+            }
+        }
+        if !same_cpu {
+            println!(
+                "not checked: recorded on {recorded_on}, this CPU is {}",
+                cpu_features()
+            );
+        }
+    }
+
+    /// The book's model shape ([`GptConfig::toy`], 64 wide, 64 tokens of
+    /// context) on batches of 8: large enough that every product is shared
+    /// out between threads. Recorded as [`RECORDED`] was.
+    const RECORDED_TOY: [Recorded<2>; 2] = [
+        ("gpt2", 0xa004e5b0ea0159c5, [0x4092d7d0, 0x4092c058]),
+        ("rope, no mlp", 0x5d18953485524d77, [0x4092e857, 0x40932e7b]),
+    ];
+
+    #[test]
+    fn a_book_sized_model_trains_to_the_recorded_bits() {
+        let archs = [
+            ("gpt2", Arch::default()),
+            (
+                "rope, no mlp",
+                Arch {
+                    mlp: false,
+                    ..Arch::with_positions(Positions::Rope)
+                },
+            ),
+        ];
+        let same_cpu = cpu_features() == RECORDED.0;
+        for ((name, arch), (recorded_name, hash, losses)) in archs.into_iter().zip(RECORDED_TOY) {
+            assert_eq!(name, recorded_name);
+            let gpt = Gpt::with_arch(GptConfig::toy(97), arch, 3).expect("a valid model");
+            let run = fingerprint_of(gpt, 8, 2);
+            let bits: Vec<String> = run.0.iter().map(|l| format!("{l:#010x}")).collect();
+            println!("({name:?}, {:#018x}, [{}]),", run.1, bits.join(", "));
+            if same_cpu {
+                assert_eq!(run, (losses.to_vec(), hash), "{name} trains to other bits");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_sees_a_one_bit_change() {
+        // The check can fail: the same model with one weight one bit
+        // different trains to another fingerprint.
+        let arch = Arch::default();
+        let base = training_fingerprint(arch);
+        let mut gpt = Gpt::with_arch(tiny(), arch, 7).expect("a valid model");
+        let w = &mut gpt.params_mut().h[1].mlp.c_fc.weight[[3, 5]];
+        *w = f32::from_bits(w.to_bits() ^ 1);
+        assert_ne!(fingerprint_of(gpt, 3, 6), base);
+    }
+}
