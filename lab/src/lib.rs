@@ -17,6 +17,7 @@
 //! | [`finetuning`] | instruction data from the world's towns, tuning runs, answers scored | 6 |
 //! | [`inference`] | samples measured, beams, the cache, quantisation, speculative decoding, batching | 7 |
 //! | [`limits`] | what the architecture cannot do: facts seen once or never, calibration, the reversal curse, longer sums, spelling through BPE | 8 |
+//! | [`scaling`] | the modern block, one change at a time | 9 |
 //! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
 //! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |
 //! | [`plot`] | line, bar, heat-map and scatter charts as SVG | all |
@@ -33,6 +34,8 @@ pub mod finetuning;
 pub mod inference;
 pub mod limits;
 pub mod plot;
+/// Chapter 9's experiments: the modern block one change at a time.
+pub mod scaling;
 pub mod tokens;
 pub mod training;
 pub mod transformer;
