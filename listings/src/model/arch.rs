@@ -615,14 +615,8 @@ pub fn block_forward_arch(
     n_head: usize,
     arch: &Arch,
 ) {
-    norm_forward_arch(
-        &mut a.ln1,
-        &mut a.ln1_mean,
-        &mut a.ln1_rstd,
-        x,
-        &p.ln_1,
-        arch,
-    );
+    let (mean, rstd) = (&mut a.ln1_mean, &mut a.ln1_rstd);
+    norm_forward_arch(&mut a.ln1, mean, rstd, x, &p.ln_1, arch);
     linear_forward(&mut a.qkv, &a.ln1, &p.attn.c_attn, arch); // (B, T, C) -> (B, T, C + 2·kv·hs)
     let slopes = (arch.positions == Positions::Alibi).then(|| alibi_slopes(n_head));
     match arch.kv_heads {
