@@ -23,7 +23,7 @@
 //! | `listings.step` | training steps taken, e.g. `2000` |
 //! | `listings.optimizer` | only with optimiser state: AdamW's `t` and settings as JSON |
 //! | `listings.hparams` | only if given: the training hyper-parameters, a JSON object of strings |
-//! | `listings.arch` | only for an [`Arch`] other than GPT-2's, as JSON, e.g. `{"positions":"rope","mlp":true}`; absent means GPT-2's |
+//! | `listings.arch` | only for an [`Arch`] other than GPT-2's, as JSON, e.g. `{"positions":"rope","mlp":true}` (the modern block's fields only when not GPT-2's: `"norm":"rmsnorm"`, `"mlp_kind":"swiglu"`, `"kv_heads":2`, `"bias":false`); absent means GPT-2's |
 //!
 //! A checkpoint is written atomically ([`save`]): to a temporary file in the
 //! same folder, flushed to disk, then renamed over the old one. A crash or an
@@ -373,7 +373,7 @@ pub fn save(
     if let Some(optimizer) = optimizer {
         tensors.extend(optimizer_tensors(
             optimizer,
-            &GptParams::specs(gpt.config()),
+            &GptParams::specs_arch(gpt.config(), gpt.arch()),
         )?);
     }
     write_atomically(path, |file| write_safetensors(file, &tensors, &metadata)).map_err(|error| {
@@ -591,17 +591,17 @@ pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
     };
     meta.check_format()?;
     let config = meta.config()?;
+    let arch = meta.arch(&config)?;
     let data_bytes = file.iter().map(|(_, t)| t.data().len()).sum();
-    meta.check_size(&config, data_bytes)?;
+    meta.check_size(&config, &arch, data_bytes)?;
     let tokenizer = meta.tokenizer(&config)?;
     let step = meta.parse::<u64>(KEY_STEP)?;
     let optimizer = meta.optimizer()?;
     let hparams = meta.hparams()?;
-    let arch = meta.arch()?;
     let with_moments = optimizer.as_ref().is_some_and(|o| o.moments);
-    check_tensors(path, &file, &config, with_moments)?;
+    check_tensors(path, &file, &config, &arch, with_moments)?;
     let gpt = read_params(path, &file, config, arch)?;
-    let optimizer = optimizer.map(|o| read_optimizer(&file, &config, o));
+    let optimizer = optimizer.map(|o| read_optimizer(&file, &config, &arch, o));
     Ok(Checkpoint {
         gpt,
         tokenizer,
@@ -714,7 +714,12 @@ impl Meta<'_> {
 
     /// Refuses a config larger than the file's tensors before anything is
     /// allocated for it (a damaged config could ask for terabytes).
-    fn check_size(&self, config: &GptConfig, data_bytes: usize) -> Result<(), CheckpointError> {
+    fn check_size(
+        &self,
+        config: &GptConfig,
+        arch: &Arch,
+        data_bytes: usize,
+    ) -> Result<(), CheckpointError> {
         let [v, t, l, c] = [
             config.vocab_size,
             config.block_size,
@@ -722,8 +727,17 @@ impl Meta<'_> {
             config.n_embd,
         ]
         .map(|x| x as f64);
-        // count_parameters's formula, in f64 so that no size can overflow.
-        let params = v * c + t * c + l * (12.0 * c * c + 13.0 * c) + 2.0 * c;
+        // Every tensor the file stores (count_parameters's formula for
+        // GPT-2), in f64 so that no size can overflow. `arch` was validated,
+        // so its widths are at most those of a model `C` wide.
+        let [q, f, h] = [
+            arch.qkv_width(config),
+            arch.fc_width(config),
+            arch.mlp_hidden(config),
+        ]
+        .map(|x| x as f64);
+        let block = (c * q + q) + (c * c + c) + (c * f + f) + (h * c + c) + 4.0 * c;
+        let params = v * c + t * c + l * block + 2.0 * c;
         let numbers = (data_bytes / 4) as f64;
         if params > numbers {
             let reason =
@@ -760,12 +774,14 @@ impl Meta<'_> {
     }
 
     /// The architecture: GPT-2's if the key is absent (every checkpoint
-    /// written before the key existed).
-    fn arch(&self) -> Result<Arch, CheckpointError> {
+    /// written before the key existed), checked against the config.
+    fn arch(&self, config: &GptConfig) -> Result<Arch, CheckpointError> {
         if !self.map.contains_key(KEY_ARCH) {
             return Ok(Arch::default());
         }
-        self.json(KEY_ARCH)
+        let arch: Arch = self.json(KEY_ARCH)?;
+        arch.validate(config).map_err(|e| self.bad(KEY_ARCH, e))?;
+        Ok(arch)
     }
 
     fn hparams(&self) -> Result<BTreeMap<String, String>, CheckpointError> {
@@ -778,8 +794,8 @@ impl Meta<'_> {
 
 /// Every tensor the file should hold: the parameters, then (if saved) the
 /// optimiser's two moments for each.
-fn expected_tensors(config: &GptConfig, with_moments: bool) -> Vec<ParamSpec> {
-    let params = GptParams::specs(config);
+fn expected_tensors(config: &GptConfig, arch: &Arch, with_moments: bool) -> Vec<ParamSpec> {
+    let params = GptParams::specs_arch(config, arch);
     let mut all = params.clone();
     if with_moments {
         for prefix in [EXP_AVG, EXP_AVG_SQ] {
@@ -819,9 +835,10 @@ fn check_tensors(
     path: &Path,
     file: &SafeTensors,
     config: &GptConfig,
+    arch: &Arch,
     with_moments: bool,
 ) -> Result<(), CheckpointError> {
-    let expected = expected_tensors(config, with_moments);
+    let expected = expected_tensors(config, arch, with_moments);
     let mut problems = Vec::new();
     for spec in &expected {
         let Ok(tensor) = file.tensor(&spec.name) else {
@@ -878,7 +895,7 @@ fn read_params(
     config: GptConfig,
     arch: Arch,
 ) -> Result<Gpt, CheckpointError> {
-    let mut params = GptParams::zeros(&config);
+    let mut params = GptParams::zeros_arch(&config, &arch);
     for (name, mut view) in params.tensors_mut() {
         let tensor = file.tensor(&name).expect("checked by check_tensors");
         fill_f32(view.iter_mut(), tensor.data());
@@ -900,7 +917,7 @@ fn read_params(
 }
 
 /// AdamW with its state, read by name (after [`check_tensors`]).
-fn read_optimizer(file: &SafeTensors, config: &GptConfig, o: OptimizerJson) -> AdamW {
+fn read_optimizer(file: &SafeTensors, config: &GptConfig, arch: &Arch, o: OptimizerJson) -> AdamW {
     let mut optimizer = AdamW::new(AdamWConfig {
         lr: o.lr,
         beta1: o.beta1,
@@ -918,7 +935,7 @@ fn read_optimizer(file: &SafeTensors, config: &GptConfig, o: OptimizerJson) -> A
             fill_f32(values.iter_mut(), tensor.data());
             values
         };
-        let specs = GptParams::specs(config);
+        let specs = GptParams::specs_arch(config, arch);
         optimizer.m = specs.iter().map(|s| read(EXP_AVG, s)).collect();
         optimizer.v = specs.iter().map(|s| read(EXP_AVG_SQ, s)).collect();
     }

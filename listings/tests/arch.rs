@@ -239,6 +239,7 @@ fn training_moves_learned_positions_only() {
         Arch {
             positions: Positions::Alibi,
             mlp: false,
+            ..Arch::gpt2()
         },
     ] {
         let gpt = Gpt::with_arch(config, arch, 7).unwrap();
@@ -378,6 +379,7 @@ fn checkpoints_keep_the_architecture() {
         Arch {
             positions: Positions::Rope,
             mlp: false,
+            ..Arch::gpt2()
         },
     ] {
         let gpt = Gpt::with_arch(small(), arch, 3).unwrap();

@@ -619,10 +619,12 @@ fn whole_model_with_other_positions_and_without_mlp() {
         Arch {
             positions: Positions::Learned,
             mlp: false,
+            ..Arch::gpt2()
         },
         Arch {
             positions: Positions::Rope,
             mlp: false,
+            ..Arch::gpt2()
         },
     ]);
     for arch in archs {

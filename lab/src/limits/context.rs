@@ -503,6 +503,7 @@ pub fn recall_train_config() -> TrainConfig {
 pub const RECALL_ARCH: Arch = Arch {
     positions: Positions::Learned,
     mlp: false,
+    ..Arch::gpt2()
 };
 
 /// The seed of the recall model's initial weights.

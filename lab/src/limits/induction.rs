@@ -128,6 +128,7 @@ impl Setup {
         Arch {
             positions: self.positions,
             mlp: false,
+            ..Arch::gpt2()
         }
     }
 

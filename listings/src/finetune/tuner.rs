@@ -76,9 +76,9 @@ impl FineTuner {
         };
         Ok(Self {
             base: gpt.params().clone(),
-            grads: GptParams::zeros(&config),
-            acts: Activations::new(&config, 0, 0),
-            dacts: ActivationGrads::new(&config, 0, 0),
+            grads: GptParams::zeros_arch(&config, gpt.arch()),
+            acts: Activations::with_arch(&config, gpt.arch(), 0, 0),
+            dacts: ActivationGrads::with_arch(&config, gpt.arch(), 0, 0),
             optimizer: AdamW::new(adamw),
             gpt,
             method,
@@ -199,7 +199,7 @@ impl FineTuner {
     fn size_dacts(&mut self) {
         let (b, t) = self.acts.shape();
         if self.dacts.shape() != (b, t) {
-            self.dacts = ActivationGrads::new(self.gpt.config(), b, t);
+            self.dacts = ActivationGrads::with_arch(self.gpt.config(), self.gpt.arch(), b, t);
         }
     }
 

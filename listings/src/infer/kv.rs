@@ -10,9 +10,35 @@
 //! block per position, `2 · n_layer · n_embd · 4` bytes per token in f32
 //! ([`KvCache::bytes_per_token`]).
 //!
+//! A model with grouped-query attention keeps a key and a value per
+//! key-value head, `n_kv_head·hs` numbers each instead of `C`:
+//! [`kv_bytes_per_token`] counts them. This cache stores GPT-2's block
+//! only (the [`Decoder`](super::decode::Decoder) runs no other), so it has
+//! no room for shared heads.
+//!
 //! Shapes: `nh` heads, `cap` positions of capacity, `hs` head size.
 
-use crate::model::GptConfig;
+use crate::model::{Arch, GptConfig};
+
+// ANCHOR: kv_bytes_per_token
+/// What one position of context costs a KV cache for a model with the
+/// choices of `arch`, at `bytes` bytes a number (4 for f32, 2 for f16):
+/// a key and a value of `n_kv_head·hs` numbers in each of `n_layer`
+/// blocks, `n_layer · 2 · n_kv_head · hs · bytes`. Grouped-query attention
+/// divides it by `n_head / n_kv_head`; nothing else in [`Arch`] changes it.
+///
+/// ```
+/// use listings::infer::kv::{KvCache, kv_bytes_per_token};
+/// use listings::model::{Arch, GptConfig};
+/// let config = GptConfig::gpt2(); // 12 heads
+/// assert_eq!(kv_bytes_per_token(&config, &Arch::gpt2(), 4), KvCache::bytes_per_token(&config));
+/// let gqa = Arch { kv_heads: Some(3), ..Arch::gpt2() };
+/// assert_eq!(kv_bytes_per_token(&config, &gqa, 4) * 4, KvCache::bytes_per_token(&config));
+/// ```
+pub fn kv_bytes_per_token(config: &GptConfig, arch: &Arch, bytes: usize) -> usize {
+    config.n_layer * 2 * arch.n_kv_head(config) * config.head_size() * bytes
+}
+// ANCHOR_END: kv_bytes_per_token
 
 // ANCHOR: kv_cache
 /// Keys and values of every block for the first [`KvCache::len`] positions

@@ -211,8 +211,9 @@ pub enum QuantError {
     /// A model whose architecture is not GPT-2's: the decoder's passes
     /// compute GPT-2's block and would give it wrong numbers.
     #[error(
-        "the Decoder runs GPT-2's architecture (learned positions, an MLP in every block), \
-         but this model has {0}; run it with Gpt::forward instead"
+        "the Decoder runs GPT-2's architecture (learned positions, LayerNorm, a GELU MLP in \
+         every block, a key and a value head per query head, biases), but this model has {0}; \
+         run it with Gpt::forward instead"
     )]
     Arch(crate::model::Arch),
 }

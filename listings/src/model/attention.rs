@@ -406,3 +406,166 @@ pub fn attention_backward_reference(
     dqkv
 }
 // ANCHOR_END: attention_backward_reference
+
+// ANCHOR: attention_forward_gqa
+/// Grouped-query attention (Ainslie et al. 2023): `nh` query heads share
+/// `n_kv_head` key-value heads, each pair of a key and a value head serving
+/// a group of `nh / n_kv_head` consecutive query heads. The keys and values
+/// are what a KV cache keeps, so it shrinks by the same factor; the scores
+/// and the weights are computed per query head as in [`attention_forward`].
+///
+/// `qkv` holds the queries of every head, then the keys of the key-value
+/// heads, then their values: `C + 2·n_kv_head·hs` channels. With
+/// `n_kv_head == nh` that is [`attention_forward`]'s layout, and the result
+/// is its result, to the bit. `alibi` gives ALiBi's slope for each query
+/// head ([`attention_forward_alibi`]), or `None`.
+///
+/// Shapes: `qkv` `(B, T, C + 2·n_kv_head·hs)`; `out` `(B, T, C)`; `att`
+/// `(B, nh, T, T)`.
+///
+/// # Panics
+///
+/// If `n_kv_head` does not divide `n_head`, or `alibi` does not have
+/// `n_head` slopes.
+pub fn attention_forward_gqa(
+    out: &mut ArrayRef3<f32>,
+    att: &mut ArrayRef4<f32>,
+    qkv: &ArrayRef3<f32>,
+    n_head: usize,
+    n_kv_head: usize,
+    alibi: Option<&[f32]>,
+) {
+    assert!(
+        n_kv_head > 0 && n_head.is_multiple_of(n_kv_head),
+        "{n_kv_head} key-value heads cannot be shared by {n_head} query heads"
+    );
+    if let Some(slopes) = alibi {
+        assert_eq!(slopes.len(), n_head, "one ALiBi slope per head");
+    }
+    let sequences = Zip::from(out.outer_iter_mut())
+        .and(att.outer_iter_mut())
+        .and(qkv.outer_iter());
+    pool().install(|| {
+        sequences.par_for_each(|out, att, qkv| {
+            simd(
+                #[inline(always)]
+                || attention_sequence_gqa(out, att, qkv, n_head, n_kv_head, alibi),
+            )
+        })
+    });
+}
+
+/// [`attention_forward_gqa`] for one sequence: [`attention_sequence`] with
+/// query head `h` reading key-value head `h / (nh / n_kv_head)`.
+#[inline(always)] // into `simd`'s closure, to be compiled for wide vectors
+fn attention_sequence_gqa(
+    mut out: ArrayViewMut2<f32>,
+    mut att: ArrayViewMut3<f32>,
+    qkv: ArrayView2<f32>,
+    n_head: usize,
+    n_kv_head: usize,
+    alibi: Option<&[f32]>,
+) {
+    let (t, c) = out.dim();
+    let hs = c / n_head;
+    let group = n_head / n_kv_head; // query heads per key-value head
+    let (k0, v0) = (c, c + n_kv_head * hs); // where the keys and the values start
+    let scale = 1.0 / (hs as f32).sqrt();
+    for h in 0..n_head {
+        let kv = h / group;
+        let q = qkv.slice(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        let k = qkv.slice(s![.., k0 + kv * hs..k0 + (kv + 1) * hs]); // (T, hs)
+        let v = qkv.slice(s![.., v0 + kv * hs..v0 + (kv + 1) * hs]); // (T, hs)
+        let mut weights = att.index_axis_mut(Axis(0), h); // (T, T)
+        par_mat_mul(scale, &q, &k.t(), 0.0, &mut weights); // (T, hs) x (hs, T) -> (T, T)
+        for (i, row) in out_slice(&mut weights).chunks_exact_mut(t).enumerate() {
+            if let Some(slopes) = alibi {
+                for (j, score) in row[..=i].iter_mut().enumerate() {
+                    *score -= slopes[h] * (i - j) as f32;
+                }
+            }
+            causal_softmax(row, i);
+        }
+        let mut y = out.slice_mut(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        par_mat_mul(1.0, &weights, &v, 0.0, &mut y); // (T, T) x (T, hs) -> (T, hs)
+    }
+}
+// ANCHOR_END: attention_forward_gqa
+
+// ANCHOR: attention_backward_gqa
+/// The backward pass of [`attention_forward_gqa`]: [`attention_backward`]
+/// for each query head, except that a key-value head's gradient is the sum
+/// of what the query heads of its group send it (each of them read it).
+/// The first head of a group writes it and the others add to it, in head
+/// order. ALiBi's bias is a constant, so it needs nothing here.
+///
+/// Shapes: `dqkv`, `qkv` `(B, T, C + 2·n_kv_head·hs)`, overwritten; `datt`
+/// `(B, nh, T, T)`, working space; `dout` `(B, T, C)`; `att`
+/// `(B, nh, T, T)`.
+pub fn attention_backward_gqa(
+    dqkv: &mut ArrayRef3<f32>,
+    datt: &mut ArrayRef4<f32>,
+    dout: &ArrayRef3<f32>,
+    qkv: &ArrayRef3<f32>,
+    att: &ArrayRef4<f32>,
+    n_head: usize,
+    n_kv_head: usize,
+) {
+    assert!(
+        n_kv_head > 0 && n_head.is_multiple_of(n_kv_head),
+        "{n_kv_head} key-value heads cannot be shared by {n_head} query heads"
+    );
+    let sequences = Zip::from(dqkv.outer_iter_mut())
+        .and(datt.outer_iter_mut())
+        .and(dout.outer_iter())
+        .and(qkv.outer_iter())
+        .and(att.outer_iter());
+    pool().install(|| {
+        sequences.par_for_each(|dqkv, datt, dout, qkv, att| {
+            simd(
+                #[inline(always)]
+                || attention_sequence_backward_gqa(dqkv, datt, dout, qkv, att, n_head, n_kv_head),
+            )
+        })
+    });
+}
+
+/// [`attention_backward_gqa`] for one sequence, head after head.
+#[inline(always)] // into `simd`'s closure, to be compiled for wide vectors
+fn attention_sequence_backward_gqa(
+    mut dqkv: ArrayViewMut2<f32>,
+    mut datt: ArrayViewMut3<f32>,
+    dout: ArrayView2<f32>,
+    qkv: ArrayView2<f32>,
+    att: ArrayView3<f32>,
+    n_head: usize,
+    n_kv_head: usize,
+) {
+    let (t, c) = dout.dim();
+    let hs = c / n_head;
+    let group = n_head / n_kv_head;
+    let (k0, v0) = (c, c + n_kv_head * hs);
+    let scale = 1.0 / (hs as f32).sqrt();
+    for h in 0..n_head {
+        let kv = h / group;
+        let q = s![.., h * hs..(h + 1) * hs];
+        let k = s![.., k0 + kv * hs..k0 + (kv + 1) * hs];
+        let v = s![.., v0 + kv * hs..v0 + (kv + 1) * hs];
+        let add = if h % group == 0 { 0.0 } else { 1.0 }; // the group's first head writes
+        let dy = dout.slice(s![.., h * hs..(h + 1) * hs]); // (T, hs)
+        let p = att.index_axis(Axis(0), h); // (T, T)
+        let mut ds = datt.index_axis_mut(Axis(0), h); // (T, T)
+        par_mat_mul(1.0, &dy, &qkv.slice(v).t(), 0.0, &mut ds); // dP: (T, hs) x (hs, T) -> (T, T)
+        par_mat_mul(1.0, &p.t(), &dy, add, &mut dqkv.slice_mut(v)); // dV: (T, T) x (T, hs) -> (T, hs)
+        let p = p.as_slice().expect("att is in row-major layout");
+        for (i, (ds, p)) in (out_slice(&mut ds).chunks_exact_mut(t))
+            .zip(p.chunks_exact(t))
+            .enumerate()
+        {
+            causal_softmax_backward(ds, p, i);
+        }
+        par_mat_mul(scale, &ds, &qkv.slice(k), 0.0, &mut dqkv.slice_mut(q)); // dQ: (T, T) x (T, hs) -> (T, hs)
+        par_mat_mul(scale, &ds.t(), &qkv.slice(q), add, &mut dqkv.slice_mut(k)); // dK: (T, T) x (T, hs) -> (T, hs)
+    }
+}
+// ANCHOR_END: attention_backward_gqa

@@ -6,8 +6,8 @@ use ndarray::{Array2, Array3, Array4, ArrayRef2, ArrayRef3};
 use thiserror::Error;
 
 use super::arch::{
-    Arch, Positions, block_backward_arch, block_forward_arch, token_embedding_backward,
-    token_embedding_forward,
+    Arch, Positions, block_backward_arch, block_forward_arch, norm_backward_arch,
+    norm_forward_arch, token_embedding_backward, token_embedding_forward,
 };
 use super::attention::{attention_backward, attention_forward};
 use super::config::{ConfigError, GptConfig};
@@ -17,7 +17,7 @@ use super::layers::{
     layernorm_backward, layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward,
     matmul_forward, residual_forward,
 };
-use super::params::{BlockParams, GptParams, INIT_STD};
+use super::params::{BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams};
 use crate::rng::{randn, seeded};
 
 /// What went wrong when building a model or running it on an input.
@@ -70,6 +70,18 @@ pub enum ModelError {
     RopeOddHeadSize {
         /// `n_embd / n_head`.
         head_size: usize,
+    },
+    /// The key-value heads of grouped-query attention do not divide the
+    /// query heads.
+    #[error(
+        "kv_heads = {kv_heads} key-value heads cannot be shared by n_head = {n_head} query heads; \
+         pick a divisor of n_head (n_head itself is multi-head attention, 1 is multi-query)"
+    )]
+    KvHeads {
+        /// The query heads, `n_head`.
+        n_head: usize,
+        /// The key-value heads asked for.
+        kv_heads: usize,
     },
     /// An input token id has no row in the embedding table.
     #[error(
@@ -140,11 +152,13 @@ pub enum ModelError {
 pub struct LayerActivations {
     /// `ln_1(x)`, `(B, T, C)`.
     pub ln1: Array3<f32>,
-    /// `ln_1`'s mean per position, `(B, T)`.
+    /// `ln_1`'s mean per position, `(B, T)` (not used by RMSNorm).
     pub ln1_mean: Array2<f32>,
-    /// `ln_1`'s `1 / sqrt(var + eps)` per position, `(B, T)`.
+    /// `ln_1`'s `1 / sqrt(var + eps)` per position, `(B, T)` (RMSNorm's
+    /// `1 / sqrt(mean(x²) + eps)`).
     pub ln1_rstd: Array2<f32>,
-    /// Queries, keys and values side by side (`c_attn`'s output), `(B, T, 3C)`.
+    /// Queries, keys and values side by side (`c_attn`'s output), `(B, T, 3C)`
+    /// (`(B, T, C + 2·n_kv_head·hs)` with shared key-value heads).
     pub qkv: Array3<f32>,
     /// Attention weights after the softmax, `(B, nh, T, T)`.
     pub att: Array4<f32>,
@@ -160,9 +174,10 @@ pub struct LayerActivations {
     pub ln2_mean: Array2<f32>,
     /// `ln_2`'s `1 / sqrt(var + eps)` per position, `(B, T)`.
     pub ln2_rstd: Array2<f32>,
-    /// `c_fc`'s output, before GELU, `(B, T, 4C)`.
+    /// `c_fc`'s output, before GELU, `(B, T, 4C)` (with SwiGLU, the gate
+    /// and the "up" projection, `(B, T, 2H)`).
     pub fch: Array3<f32>,
-    /// `gelu(fch)`, `(B, T, 4C)`.
+    /// `gelu(fch)`, `(B, T, 4C)` (with SwiGLU, `silu(gate)·up`, `(B, T, H)`).
     pub fch_gelu: Array3<f32>,
     /// `mlp.c_proj`'s output, `(B, T, C)`.
     pub fcproj: Array3<f32>,
@@ -200,13 +215,19 @@ pub struct Activations {
 
 impl LayerActivations {
     fn new(b: usize, t: usize, c: usize, n_head: usize) -> Self {
+        Self::sized(b, t, c, n_head, [3 * c, 4 * c, 4 * c])
+    }
+
+    /// Zeroed arrays with `qkv`, `fch` and `fch_gelu` `widths` wide.
+    fn sized(b: usize, t: usize, c: usize, n_head: usize, widths: [usize; 3]) -> Self {
+        let [qkv, fc, hidden] = widths;
         let bt = || Array2::zeros((b, t));
         let btc = |k: usize| Array3::zeros((b, t, k * c));
         Self {
             ln1: btc(1),
             ln1_mean: bt(),
             ln1_rstd: bt(),
-            qkv: btc(3),
+            qkv: Array3::zeros((b, t, qkv)),
             att: Array4::zeros((b, n_head, t, t)),
             atty: btc(1),
             attproj: btc(1),
@@ -214,12 +235,22 @@ impl LayerActivations {
             ln2: btc(1),
             ln2_mean: bt(),
             ln2_rstd: bt(),
-            fch: btc(4),
-            fch_gelu: btc(4),
+            fch: Array3::zeros((b, t, fc)),
+            fch_gelu: Array3::zeros((b, t, hidden)),
             fcproj: btc(1),
             residual3: btc(1),
         }
     }
+}
+
+/// The widths of the arrays an [`Arch`] resizes: `qkv`, `fch` and
+/// `fch_gelu`, as `[qkv, fc, hidden]`.
+fn arch_widths(config: &GptConfig, arch: &Arch) -> [usize; 3] {
+    [
+        arch.qkv_width(config),
+        arch.fc_width(config),
+        arch.mlp_hidden(config),
+    ]
 }
 
 impl Activations {
@@ -240,6 +271,26 @@ impl Activations {
             losses: Array2::zeros((b, t)),
             loss: None,
         }
+    }
+
+    /// [`Activations::new`] for a model with the choices of `arch`, whose
+    /// `qkv`, `fch` and `fch_gelu` may have other widths than GPT-2's. (A
+    /// forward pass given arrays of the wrong widths makes new ones.)
+    pub fn with_arch(config: &GptConfig, arch: &Arch, b: usize, t: usize) -> Self {
+        let mut acts = Self::new(config, b, t);
+        let (c, nh, widths) = (config.n_embd, config.n_head, arch_widths(config, arch));
+        for layer in &mut acts.layers {
+            *layer = LayerActivations::sized(b, t, c, nh, widths);
+        }
+        acts
+    }
+
+    /// Whether the arrays have the widths `arch` needs.
+    fn fit(&self, config: &GptConfig, arch: &Arch) -> bool {
+        let widths = arch_widths(config, arch);
+        self.layers
+            .iter()
+            .all(|l| [l.qkv.dim().2, l.fch.dim().2, l.fch_gelu.dim().2] == widths)
     }
 
     /// The batch shape `(B, T)` these arrays are sized for.
@@ -263,7 +314,7 @@ impl Activations {
 pub struct BlockGrads {
     /// Gradient of `ln1`, `(B, T, C)`.
     pub dln1: Array3<f32>,
-    /// Gradient of `qkv`, `(B, T, 3C)`.
+    /// Gradient of `qkv`, `(B, T, 3C)` (or as wide as `qkv`).
     pub dqkv: Array3<f32>,
     /// Gradient of the attention scores, `(B, nh, T, T)`.
     pub datt: Array4<f32>,
@@ -271,9 +322,9 @@ pub struct BlockGrads {
     pub datty: Array3<f32>,
     /// Gradient of `ln2`, `(B, T, C)`.
     pub dln2: Array3<f32>,
-    /// Gradient of `fch`, `(B, T, 4C)`.
+    /// Gradient of `fch`, `(B, T, 4C)` (or as wide as `fch`).
     pub dfch: Array3<f32>,
-    /// Gradient of `fch_gelu`, `(B, T, 4C)`.
+    /// Gradient of `fch_gelu`, `(B, T, 4C)` (or as wide as `fch_gelu`).
     pub dfch_gelu: Array3<f32>,
 }
 
@@ -307,22 +358,45 @@ impl ActivationGrads {
             dlogits: Array3::zeros((b, t, v)),
             dlnf: btc(1),
             dresidual: btc(1),
-            block: BlockGrads {
-                dln1: btc(1),
-                dqkv: btc(3),
-                datt: Array4::zeros((b, config.n_head, t, t)),
-                datty: btc(1),
-                dln2: btc(1),
-                dfch: btc(4),
-                dfch_gelu: btc(4),
-            },
+            block: BlockGrads::sized(config, b, t, [3 * c, 4 * c, 4 * c]),
         }
+    }
+
+    /// [`ActivationGrads::new`] for a model with the choices of `arch` (see
+    /// [`Activations::with_arch`]).
+    pub fn with_arch(config: &GptConfig, arch: &Arch, b: usize, t: usize) -> Self {
+        let mut dacts = Self::new(config, b, t);
+        dacts.block = BlockGrads::sized(config, b, t, arch_widths(config, arch));
+        dacts
     }
 
     /// The batch shape `(B, T)` these arrays are sized for.
     pub fn shape(&self) -> (usize, usize) {
         let (b, t, _) = self.dlnf.dim();
         (b, t)
+    }
+}
+
+impl BlockGrads {
+    /// Zeroed arrays with `dqkv`, `dfch` and `dfch_gelu` `widths` wide.
+    fn sized(config: &GptConfig, b: usize, t: usize, widths: [usize; 3]) -> Self {
+        let [qkv, fc, hidden] = widths;
+        let btc = || Array3::zeros((b, t, config.n_embd));
+        Self {
+            dln1: btc(),
+            dqkv: Array3::zeros((b, t, qkv)),
+            datt: Array4::zeros((b, config.n_head, t, t)),
+            datty: btc(),
+            dln2: btc(),
+            dfch: Array3::zeros((b, t, fc)),
+            dfch_gelu: Array3::zeros((b, t, hidden)),
+        }
+    }
+
+    /// Whether the arrays have the widths `arch` needs.
+    fn fit(&self, config: &GptConfig, arch: &Arch) -> bool {
+        let widths = [self.dqkv.dim().2, self.dfch.dim().2, self.dfch_gelu.dim().2];
+        widths == arch_widths(config, arch)
     }
 }
 
@@ -467,44 +541,24 @@ impl Gpt {
     /// A model from given parameters, after checking that every tensor has
     /// the shape the config implies (as when loading a checkpoint).
     pub fn from_params(config: GptConfig, params: GptParams) -> Result<Self, ModelError> {
-        config.validate()?;
-        if params.h.len() != config.n_layer {
-            return Err(ModelError::LayerCount {
-                config: config.n_layer,
-                params: params.h.len(),
-            });
-        }
-        let specs = GptParams::specs(&config);
-        for (spec, (name, tensor)) in specs.iter().zip(params.tensors()) {
-            if tensor.shape() != spec.shape.as_slice() {
-                let (expected, found) = (spec.shape.clone(), tensor.shape().to_vec());
-                return Err(ModelError::ParamShape {
-                    name,
-                    expected,
-                    found,
-                });
-            }
-        }
-        Ok(Self {
-            config,
-            params,
-            arch: Arch::default(),
-            fixed_positions: None,
-        })
+        Self::from_parts(config, Arch::default(), params)
     }
 
     /// A freshly initialised model with the choices of `arch`.
     ///
-    /// The weights are drawn as [`Gpt::new`] draws them with the same seed,
-    /// so two architectures built from one seed start from the same numbers
-    /// wherever both have them. Then what the architecture does not use is
-    /// set to zero: `wpe` unless the positions are learned, each block's MLP
-    /// (`c_fc` and `mlp.c_proj`) without MLPs. Their gradients stay zero, so
+    /// The weights are drawn as [`Gpt::new`] draws them with the same seed
+    /// ([`GptParams::init_arch`]), so two architectures built from one seed
+    /// start from the same numbers wherever both have them, as long as the
+    /// tensors drawn before have GPT-2's shapes (SwiGLU and shared
+    /// key-value heads change `c_attn`'s and the MLP's). Then what the
+    /// architecture does not use is set to zero: `wpe` unless the positions
+    /// are learned, each block's MLP (`c_fc` and `mlp.c_proj`) without
+    /// MLPs; biases start at zero anyway. Their gradients stay zero, so
     /// training leaves them at zero.
     ///
     /// ```
     /// use listings::model::{Arch, Gpt, GptConfig, Positions};
-    /// let arch = Arch { positions: Positions::Alibi, mlp: false };
+    /// let arch = Arch { positions: Positions::Alibi, mlp: false, ..Arch::gpt2() };
     /// let gpt = Gpt::with_arch(GptConfig::toy(10), arch, 0)?;
     /// assert!(gpt.params().wpe.iter().all(|&w| w == 0.0));
     /// assert!(gpt.num_parameters() < Gpt::new(GptConfig::toy(10), 0)?.num_parameters());
@@ -512,7 +566,8 @@ impl Gpt {
     /// ```
     pub fn with_arch(config: GptConfig, arch: Arch, seed: u64) -> Result<Self, ModelError> {
         config.validate()?;
-        let mut params = GptParams::init(&config, seed);
+        arch.validate(&config)?;
+        let mut params = GptParams::init_arch(&config, &arch, seed);
         if !arch.positions.is_learned() {
             params.wpe.fill(0.0);
         }
@@ -527,23 +582,43 @@ impl Gpt {
         Self::from_parts(config, arch, params)
     }
 
-    /// A model from given parameters with the choices of `arch`, after the
-    /// checks of [`Gpt::from_params`]. Parameters the architecture does not
-    /// use (see [`Arch`]) are kept as given and never read.
+    /// A model from given parameters with the choices of `arch`, after
+    /// checking the config, the choices, and that every tensor has the
+    /// shape they imply ([`GptParams::specs_arch`]). Parameters the
+    /// architecture does not use (see [`Arch`]) are kept as given and
+    /// never read.
     pub fn from_parts(
         config: GptConfig,
         arch: Arch,
         params: GptParams,
     ) -> Result<Self, ModelError> {
-        let mut gpt = Self::from_params(config, params)?;
-        if arch.positions == Positions::Rope && !config.head_size().is_multiple_of(2) {
-            let head_size = config.head_size();
-            return Err(ModelError::RopeOddHeadSize { head_size });
+        config.validate()?;
+        arch.validate(&config)?;
+        if params.h.len() != config.n_layer {
+            return Err(ModelError::LayerCount {
+                config: config.n_layer,
+                params: params.h.len(),
+            });
         }
-        gpt.arch = arch;
-        gpt.fixed_positions = (arch.positions == Positions::Sinusoidal)
+        let specs = GptParams::specs_arch(&config, &arch);
+        for (spec, (name, tensor)) in specs.iter().zip(params.tensors()) {
+            if tensor.shape() != spec.shape.as_slice() {
+                let (expected, found) = (spec.shape.clone(), tensor.shape().to_vec());
+                return Err(ModelError::ParamShape {
+                    name,
+                    expected,
+                    found,
+                });
+            }
+        }
+        let fixed_positions = (arch.positions == Positions::Sinusoidal)
             .then(|| sinusoidal_table(config.block_size, config.n_embd));
-        Ok(gpt)
+        Ok(Self {
+            config,
+            params,
+            arch,
+            fixed_positions,
+        })
     }
 
     /// The model's architectural choices.
@@ -650,21 +725,28 @@ impl Gpt {
 
     /// How many parameters the model has, counted from its tensors; with
     /// an [`Arch`] other than GPT-2's, without those it does not use (`wpe`
-    /// unless positions are learned, the MLPs and `ln_2` without MLPs).
+    /// unless positions are learned, the MLPs and `ln_2` without MLPs, the
+    /// biases without biases, the norms' shifts with RMSNorm or without
+    /// biases). [`count_parameters_arch`](super::count_parameters_arch) gives
+    /// the same number by formula.
     pub fn num_parameters(&self) -> usize {
-        let mut unused = 0;
-        if !self.arch.positions.is_learned() {
-            unused += self.params.wpe.len();
-        }
-        if !self.arch.mlp {
-            let per_block = |b: &BlockParams| {
-                let (fc, proj) = (&b.mlp.c_fc, &b.mlp.c_proj);
-                let linear = fc.weight.len() + fc.bias.len() + proj.weight.len() + proj.bias.len();
-                linear + b.ln_2.weight.len() + b.ln_2.bias.len()
-            };
-            unused += self.params.h.iter().map(per_block).sum::<usize>();
-        }
-        self.params.num_parameters() - unused
+        let arch = &self.arch;
+        let linear = |l: &LinearParams| l.weight.len() + if arch.bias { l.bias.len() } else { 0 };
+        let norm =
+            |n: &LayerNormParams| n.weight.len() + if arch.norm_bias() { n.bias.len() } else { 0 };
+        let block = |b: &BlockParams| {
+            let attention = norm(&b.ln_1) + linear(&b.attn.c_attn) + linear(&b.attn.c_proj);
+            let mlp = norm(&b.ln_2) + linear(&b.mlp.c_fc) + linear(&b.mlp.c_proj);
+            attention + if arch.mlp { mlp } else { 0 }
+        };
+        let p = &self.params;
+        let positions = if arch.positions.is_learned() {
+            p.wpe.len()
+        } else {
+            0
+        };
+        let blocks: usize = p.h.iter().map(block).sum();
+        p.wte.len() + positions + blocks + norm(&p.ln_f)
     }
 
     // ANCHOR: forward
@@ -830,7 +912,8 @@ impl Gpt {
     // ANCHOR_END: backward
 
     /// [`Gpt::forward_with`] for an [`Arch`] other than GPT-2's, after the
-    /// input was checked and `acts` sized.
+    /// input was checked and `acts` sized for the batch; arrays whose widths
+    /// the architecture changes are made again if they do not fit.
     fn forward_arch(
         &self,
         acts: &mut Activations,
@@ -838,6 +921,10 @@ impl Gpt {
         targets: Option<&ArrayRef2<u32>>,
     ) -> Option<f32> {
         let (p, arch) = (&self.params, &self.arch);
+        if !acts.fit(&self.config, arch) {
+            let (b, t) = idx.dim();
+            *acts = Activations::with_arch(&self.config, arch, b, t);
+        }
         acts.inputs.assign(idx);
         match (arch.positions, &self.fixed_positions) {
             (Positions::Learned, _) => encoder_forward(&mut acts.encoded, idx, &p.wte, &p.wpe),
@@ -857,7 +944,7 @@ impl Gpt {
             .last()
             .map_or(&acts.encoded, |last| &last.residual3);
         let (mean, rstd) = (&mut acts.lnf_mean, &mut acts.lnf_rstd);
-        layernorm_forward(&mut acts.lnf, mean, rstd, x, &p.ln_f);
+        norm_forward_arch(&mut acts.lnf, mean, rstd, x, &p.ln_f, arch);
         lm_head_forward(&mut acts.logits, &acts.lnf, &p.wte);
         acts.loss = targets.map(|targets| {
             acts.targets.assign(targets);
@@ -867,18 +954,43 @@ impl Gpt {
     }
 
     /// [`Gpt::backward_from_hidden`] for an [`Arch`] other than GPT-2's:
-    /// positions that are not learned get no gradient (`wpe`'s stays zero).
+    /// positions that are not learned get no gradient (`wpe`'s stays zero),
+    /// nor do the other parameters the architecture does not use. The
+    /// blocks' working space is made again if its widths do not fit.
+    ///
+    /// # Panics
+    ///
+    /// If `grads` does not have the shapes of this model's parameters
+    /// (make it with [`GptParams::zeros_arch`]).
     fn backward_arch(
         &self,
         grads: &mut GptParams,
         dacts: &mut ActivationGrads,
         acts: &Activations,
     ) {
-        let (p, g, nh, arch) = (&self.params, &mut *dacts, self.config.n_head, &self.arch);
+        let (p, arch, config) = (&self.params, &self.arch, &self.config);
+        let shapes = |params: &GptParams| {
+            let b = &params.h[0];
+            (
+                b.attn.c_attn.weight.dim(),
+                b.mlp.c_fc.weight.dim(),
+                b.mlp.c_proj.weight.dim(),
+            )
+        };
+        assert_eq!(
+            shapes(grads),
+            shapes(p),
+            "grads does not have this model's shapes: make it with GptParams::zeros_arch"
+        );
+        if !dacts.block.fit(config, arch) {
+            let (b, t) = acts.shape();
+            dacts.block = ActivationGrads::with_arch(config, arch, b, t).block;
+        }
+        let (g, nh) = (&mut *dacts, config.n_head);
         let (mean, rstd, x) = (&acts.lnf_mean, &acts.lnf_rstd, acts.last_residual());
         let dx = &mut g.dresidual; // (B, T, C), walked back through the blocks
         dx.fill(0.0);
-        layernorm_backward(dx, &mut grads.ln_f, &g.dlnf, x, &p.ln_f, mean, rstd);
+        norm_backward_arch(dx, &mut grads.ln_f, &g.dlnf, x, &p.ln_f, mean, rstd, arch);
         for l in (0..self.config.n_layer).rev() {
             let x = match l {
                 0 => &acts.encoded,

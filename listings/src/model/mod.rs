@@ -18,7 +18,8 @@
 //! | [`attention`] | softmax, the causal mask, attention one head at a time and batched | 3, 5 |
 //! | [`layers`] | LayerNorm, linear layers, GELU, residuals, the output layer, cross-entropy | 4, 5 |
 //! | [`gpt`] | the block, the whole model, its activations, and input checks; the backward pass | 4, 5 |
-//! | [`arch`] | [`Arch`]: positions of other kinds (sinusoidal, RoPE, ALiBi, none), blocks without MLPs | 8 |
+//! | [`arch`] | [`Arch`]: positions of other kinds (sinusoidal, RoPE, ALiBi, none), blocks without MLPs; the modern block's switches | 8, 9 |
+//! | [`modern`] | RMSNorm, SwiGLU, linear layers and LayerNorm without biases | 9 |
 //!
 //! The loops run on [`crate::parallel`]'s thread pool and wide-vector helpers.
 //!
@@ -41,16 +42,21 @@ pub mod attention;
 pub mod config;
 pub mod embeddings;
 pub mod gpt;
+#[cfg(test)]
+mod gradcheck;
 pub mod layers;
+pub mod modern;
 pub mod params;
 
 pub use arch::{
-    Arch, Positions, alibi_slopes, block_backward_arch, block_forward_arch, rope_backward,
-    rope_forward, token_embedding_backward, token_embedding_forward,
+    Arch, Mlp, Norm, Positions, alibi_slopes, block_backward_arch, block_forward_arch,
+    count_parameters_arch, norm_backward_arch, norm_forward_arch, rope_backward, rope_backward_gqa,
+    rope_forward, rope_forward_gqa, token_embedding_backward, token_embedding_forward,
 };
 pub use attention::{
-    attention_backward, attention_backward_reference, attention_forward, attention_forward_alibi,
-    attention_head, attention_reference, causal_mask, softmax,
+    attention_backward, attention_backward_gqa, attention_backward_reference, attention_forward,
+    attention_forward_alibi, attention_forward_gqa, attention_head, attention_reference,
+    causal_mask, softmax,
 };
 pub use config::{
     ConfigError, GptConfig, ParameterBreakdown, count_parameters, parameter_breakdown,
@@ -67,6 +73,11 @@ pub use layers::{
     gelu_backward, gelu_forward, gelu_grad, layernorm_backward, layernorm_backward_reference,
     layernorm_forward, layernorm_row, lm_head_backward, lm_head_forward, matmul_backward,
     matmul_forward, residual_backward, residual_forward,
+};
+pub use modern::{
+    RMSNORM_EPS, layernorm_backward_no_bias, layernorm_forward_no_bias, matmul_backward_no_bias,
+    matmul_forward_no_bias, rmsnorm_backward, rmsnorm_forward, rmsnorm_row, silu, silu_grad,
+    swiglu_backward, swiglu_forward, swiglu_hidden,
 };
 pub use params::{
     AttentionParams, BlockParams, GptParams, INIT_STD, LayerNormParams, LinearParams, MlpParams,

@@ -152,9 +152,10 @@ impl Trainer {
             let (time, block_size) = (block_size, config.block_size);
             return Err(ModelError::SequenceTooLong { time, block_size }.into());
         }
+        let arch = *gpt.arch();
         let mut trainer = Self::from_parts(gpt, AdamW::new(adamw))?;
-        trainer.acts = Activations::new(&config, batch_size, block_size);
-        trainer.dacts = ActivationGrads::new(&config, batch_size, block_size);
+        trainer.acts = Activations::with_arch(&config, &arch, batch_size, block_size);
+        trainer.dacts = ActivationGrads::with_arch(&config, &arch, batch_size, block_size);
         Ok(trainer)
     }
 
@@ -171,10 +172,11 @@ impl Trainer {
             optimizer.v = optimizer.m.clone();
         }
         check_moments(&gpt, &optimizer, &lengths)?;
+        let arch = gpt.arch();
         Ok(Self {
-            grads: GptParams::zeros(&config),
-            acts: Activations::new(&config, 0, 0),
-            dacts: ActivationGrads::new(&config, 0, 0),
+            grads: GptParams::zeros_arch(&config, arch),
+            acts: Activations::with_arch(&config, arch, 0, 0),
+            dacts: ActivationGrads::with_arch(&config, arch, 0, 0),
             param_list: Vec::with_capacity(lengths.len()),
             grad_list: Vec::with_capacity(lengths.len()),
             gpt,
