@@ -26,11 +26,21 @@
 //! neighbouring tokens when their bytes spell a token; the book's encoder
 //! (tiktoken's rule) merges *any* such pair, `tokenizers` only the pairs in
 //! its list of merges, so the list holds every pair that spells a token, in
-//! the order of the token's id. A character vocabulary is written as a BPE
-//! with no merges over the characters. Either gives the book's token ids,
-//! with one difference: `transformers` reads `<|endoftext|>` written in a
-//! text as the special token (the book's `encode_with_special`), where the
-//! book's `encode` reads it as plain text.
+//! the order of that token's id. That needs only the vocabulary (tiktoken's
+//! encodings have no list of merges), and gives the book's ids even where
+//! such a pair is not the merge that made the token (rare: a trained
+//! tokenizer's own merges give the same ids on all of the book's corpus).
+//! A character vocabulary is written as a BPE with no merges over the
+//! characters.
+//!
+//! Either gives the book's token ids when `transformers` reads it with
+//! `AutoTokenizer` (which `tokenizer_config.json` points at
+//! `PreTrainedTokenizerFast`, the class that takes the file as it is), with
+//! two differences: `<|endoftext|>` written in a text is the special token
+//! (as in the book's `encode_with_special`, where `encode` reads it as plain
+//! text), and a character outside a character vocabulary is dropped where
+//! the book's encoder refuses it. `GPT2TokenizerFast` does not take the file
+//! as it is: it cuts text with GPT-2's own pattern, whatever the file says.
 //!
 //! The folder is written next to its final place under a temporary name
 //! and renamed into place once every file is on disk, so a failed or

@@ -4,6 +4,8 @@
 //!
 //! | file | what it holds |
 //! |---|---|
+//! | [`handoff`] | the book model handed to Hugging Face `transformers`: its folder, and the book's own logits, continuation and token ids for `cargo xtask check-hf` to compare |
 //! | [`ledger`] | the ledger of a training run: FLOPs per token, bytes of training state and activations, time to train, toy model to 70B; a training step timed and its peak memory measured |
 
+pub mod handoff;
 pub mod ledger;
