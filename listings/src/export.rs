@@ -134,7 +134,10 @@ pub enum ExportError {
         names: Vec<String>,
     },
     /// Something other than a folder is at the path.
-    #[error("{} is a file, not a folder; give the path of a new folder", path.display())]
+    #[error(
+        "{} is not a folder (a file, a link or a device); give the path of a new folder",
+        path.display()
+    )]
     NotAFolder {
         /// The path.
         path: PathBuf,
@@ -354,8 +357,11 @@ fn into_place(dir: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> Result
     let written = write(&temp).and_then(|()| match fs::rename(&temp, dir) {
         Ok(()) => Ok(()),
         // Where renaming onto an empty folder is not allowed (Windows):
-        // remove it, then rename. A folder that is no longer empty stays.
-        Err(_) if fs::remove_dir(dir).is_ok() => fs::rename(&temp, dir),
+        // remove it, then rename (putting it back if that fails too). A
+        // folder that is no longer empty stays as it is.
+        Err(_) if fs::remove_dir(dir).is_ok() => fs::rename(&temp, dir).inspect_err(|_| {
+            let _ = fs::create_dir(dir);
+        }),
         Err(e) => Err(e),
     });
     if let Err(error) = written {
