@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p lab -- [--out DIR] [--list] [NAME...]
 //! cargo run --release -p lab -- ledger [book|gpt2]
+//! cargo run --release -p lab -- hf-export DIR
 //! ```
 //!
 //! Without names, every figure; with names, the figures whose file names
@@ -13,6 +14,10 @@
 //! small) and prints chapter 9's ledger at the FLOP/s it measured
 //! ([`lab::scaling::ledger`]). Run it in a process of its own: it reads the
 //! process's peak memory.
+//!
+//! `hf-export` writes the book model as a Hugging Face GPT-2 folder beside
+//! the book's own logits and token ids ([`lab::scaling::handoff`]), which
+//! `cargo xtask check-hf` compares with transformers'.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,6 +31,11 @@ fn main() -> Result<()> {
     {
         return lab::scaling::ledger::ledger_command(rest);
     }
+    if let Some((command, rest)) = args.split_first()
+        && command == "hf-export"
+    {
+        return lab::scaling::handoff::handoff_command(rest);
+    }
     let mut out = PathBuf::from("src/figures");
     let mut list = false;
     let mut only = Vec::new();
@@ -36,7 +46,8 @@ fn main() -> Result<()> {
             "--list" => list = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]"
+                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]\n       \
+                     lab hf-export DIR"
                 );
                 return Ok(());
             }

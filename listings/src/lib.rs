@@ -20,6 +20,7 @@
 //! | [`finetune`] | LoRA, instruction tuning with a response-only loss, DPO, a classifier head, PEFT adapters | 6 |
 //! | [`infer`] | weight matrices quantised to 8 or 4 bits and multiplied as they are | 7 |
 //! | [`sample`] | text from a trained model: temperature, top-k, greedy | 5, 7 |
+//! | [`export`] | a model handed to another engine: a Hugging Face GPT-2 folder (config, weights, tokenizer) | 9 |
 //!
 //! The command-line tool (`src/main.rs`, behind the default `cli` feature)
 //! trains, samples and evaluates with these modules.
@@ -33,6 +34,7 @@
 pub mod autograd;
 pub mod checkpoint;
 pub mod corpus;
+pub mod export;
 pub mod finetune;
 pub mod infer;
 pub mod model;

@@ -6,6 +6,11 @@
 //! - `figures [NAME...]`: redraw the book's figures from real runs.
 //! - `bench-harness [--snippets N]`: time the snippet harness on N generated
 //!   snippets (default 200), cold (just edited) and warm.
+//! - `check-hf`: export the book model as a Hugging Face GPT-2 folder and
+//!   check, with `transformers` itself, that it computes what the book's code
+//!   computes (`xtask/check_hf.py`). Runs the Python in `HF_PYTHON`
+//!   (default `python3`); when that cannot import torch and transformers,
+//!   says so and skips, successfully.
 //!
 //! See WRITING.md for how the book, the listings and the harness fit.
 
@@ -36,6 +41,7 @@ fn main() -> Result<()> {
                 "src/figures",
             ])
             .args(&args[1..])),
+        Some("check-hf") => check_hf(&root),
         Some("bench-harness") => {
             let n = flag(&args, "--snippets").unwrap_or("200").parse()?;
             bench_harness(&root, n)
@@ -48,7 +54,9 @@ fn main() -> Result<()> {
                  mdbook-test               run `mdbook test` against the listings and lab crates\n  \
                  install-mdbook            install mdBook {MDBOOK_VERSION} if it is missing\n  \
                  figures [NAME...]         redraw the book's figures (src/figures) from real runs\n  \
-                 bench-harness [--snippets N]  time the snippet harness on N generated snippets"
+                 bench-harness [--snippets N]  time the snippet harness on N generated snippets\n  \
+                 check-hf                  compare the exported book model with transformers \
+                 (Python in HF_PYTHON)"
             );
             std::process::exit(2);
         }
@@ -208,4 +216,61 @@ fn bench_harness(root: &Path, n: usize) -> Result<()> {
     time(&format!("{n} generated snippets + the book, warm"))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// `check-hf`: the book model exported (`lab hf-export`), loaded by
+/// transformers and compared with the book's own numbers
+/// (`xtask/check_hf.py`), whose lines are printed. Skipped, successfully and
+/// saying why, when the Python in `HF_PYTHON` (default `python3`) cannot
+/// import torch and transformers.
+fn check_hf(root: &Path) -> Result<()> {
+    let python = std::env::var("HF_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import torch, transformers"])
+        .output();
+    let why = match probe {
+        Err(e) => Some(format!("cannot run {python}: {e}")),
+        Ok(out) if !out.status.success() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr
+                .lines()
+                .last()
+                .unwrap_or("it failed")
+                .trim()
+                .to_string();
+            Some(format!(
+                "{python} cannot import torch and transformers ({last})"
+            ))
+        }
+        Ok(_) => None,
+    };
+    if let Some(why) = why {
+        println!(
+            "check-hf: skipped: {why}.\n\
+             To run it, point HF_PYTHON at a Python that has them, e.g.\n  \
+             python3 -m venv /tmp/hfvenv && /tmp/hfvenv/bin/pip install torch transformers safetensors\n  \
+             HF_PYTHON=/tmp/hfvenv/bin/python cargo xtask check-hf"
+        );
+        return Ok(());
+    }
+    let dir = root.join("target/check-hf");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    eprintln!("exporting the book model (trained first if it is not in target/lab-cache)...");
+    run(Command::new("cargo")
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "lab",
+            "--",
+            "hf-export",
+        ])
+        .arg(&dir))?;
+    run(Command::new(&python)
+        .arg(root.join("xtask/check_hf.py"))
+        .arg(&dir))
 }

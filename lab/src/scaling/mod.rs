@@ -4,8 +4,10 @@
 //!
 //! | file | what it holds |
 //! |---|---|
+//! | [`handoff`] | the book model handed to Hugging Face `transformers`: its folder, and the book's own logits, continuation and token ids for `cargo xtask check-hf` to compare |
 //! | [`ledger`] | the ledger of a training run: FLOPs per token, bytes of training state and activations, time to train, toy model to 70B; a training step timed and its peak memory measured |
 //! | [`modern`] | the modern block one change at a time (RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases): parameters, loss after the same steps, speed, KV-cache bytes |
 
+pub mod handoff;
 pub mod ledger;
 pub mod modern;

@@ -71,7 +71,8 @@ pub fn check_output(path: &Path, flag: &str, inputs: &[(&str, &str)]) -> Result<
     Ok(existing)
 }
 
-/// Checks `path`, given as `flag`, as a folder to write (a LoRA adapter):
+/// Checks `path`, given as `flag`, as a folder to write (a LoRA adapter, an
+/// exported model):
 /// nothing yet, or a folder, in a folder that exists; never a file, a
 /// symbolic link or a device, and never a folder holding one of `inputs`
 /// (`(flag, path)` pairs). Returns the names in the folder, sorted (`None`
@@ -96,8 +97,8 @@ pub fn check_output_folder(
         }
         Ok(meta) if meta.is_file() => {
             bail!(
-                "{flag} {shown} is a file, but this command writes a folder (an adapter's two \
-                 files); give the path of a new folder"
+                "{flag} {shown} is a file, but this command writes a folder; give the path of \
+                 a new folder"
             )
         }
         Ok(meta) if !meta.is_dir() => {

@@ -16,17 +16,20 @@
 //! listings eval --model gpt2/ --data input.txt
 //! listings finetune --base ckpt.safetensors --data chat.jsonl --method lora --out adapter
 //! listings merge-lora --base ckpt.safetensors --adapter adapter --out tuned.safetensors
+//! listings export --checkpoint ckpt.safetensors --hf my-gpt/   # for transformers
 //! ```
 //!
 //! Errors go to standard error, with exit code 1 (130 for a run stopped by
 //! Ctrl-C). `train`, `train-tokenizer`, `finetune` and `merge-lora` never
-//! replace a file they did not make (see `guard`).
+//! replace a file they did not make, and `export` never writes into a
+//! folder that holds anything (see `guard`).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod error;
+mod export;
 mod finetune;
 mod guard;
 mod sample;
@@ -37,6 +40,7 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use error::{Context, Result, bail, err};
+use export::ExportArgs;
 use finetune::{FinetuneArgs, MergeLoraArgs};
 use listings::tokens::{
     BOOK_VOCAB_SIZE, Encoding, Tokenizer, train_book_tokenizer, train_with_endoftext,
@@ -74,6 +78,9 @@ enum Command {
     /// Fold a LoRA adapter into its base checkpoint's weights and save the
     /// result as a checkpoint.
     MergeLora(MergeLoraArgs),
+    /// Write a checkpoint as a Hugging Face GPT-2 folder (config, weights
+    /// and tokenizer) that transformers loads as it loads GPT-2.
+    Export(ExportArgs),
 }
 
 /// `--data`: the text a command reads.
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => sample::eval(&args),
         Command::Finetune(args) => finetune::finetune(&args),
         Command::MergeLora(args) => finetune::merge_lora(&args),
+        Command::Export(args) => export::export(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
