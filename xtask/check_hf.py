@@ -67,9 +67,11 @@ def main():
     transformers.utils.logging.disable_progress_bar()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, tokenizers {tokenizers.__version__}")
 
+    # ANCHOR: load
     model = quiet_load(GPT2LMHeadModel.from_pretrained, folder)
     model.eval()
     tok = quiet_load(AutoTokenizer.from_pretrained, folder)
+    # ANCHOR_END: load
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     print(
@@ -107,10 +109,12 @@ def main():
     prompt, input_ids = book["prompt"], book["input_ids"]
     if tok.encode(prompt) != input_ids:
         failed.append("prompt ids")
+    # ANCHOR: logits
     with torch.no_grad():
         logits = model(torch.tensor([input_ids])).logits[0]  # (T, V)
     ours = torch.tensor(book["logits"])
     diff = (logits - ours).abs().max().item()
+    # ANCHOR_END: logits
     t, v = logits.shape
     print(f"prompt {prompt!r}: {t} tokens {input_ids}")
     print(f"largest |logit difference| over {t} positions x {v:,} tokens: {diff:.1e}")
