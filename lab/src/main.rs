@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p lab -- [--out DIR] [--list] [NAME...]
 //! cargo run --release -p lab -- ledger [book|gpt2]
+//! cargo run --release -p lab -- sweep
 //! ```
 //!
 //! Without names, every figure; with names, the figures whose file names
@@ -13,6 +14,10 @@
 //! small) and prints chapter 9's ledger at the FLOP/s it measured
 //! ([`lab::scaling::ledger`]). Run it in a process of its own: it reads the
 //! process's peak memory.
+//!
+//! `sweep` trains chapter 9's scaling sweep (or reads it from the cache)
+//! and prints its runs, the laws fitted to them and the repetition runs
+//! ([`lab::scaling::sweep`], [`lab::scaling::laws`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,10 +26,12 @@ use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some((command, rest)) = args.split_first()
-        && command == "ledger"
-    {
-        return lab::scaling::ledger::ledger_command(rest);
+    if let Some((command, rest)) = args.split_first() {
+        match command.as_str() {
+            "ledger" => return lab::scaling::ledger::ledger_command(rest),
+            "sweep" => return lab::scaling::laws::sweep_command(rest),
+            _ => {}
+        }
     }
     let mut out = PathBuf::from("src/figures");
     let mut list = false;
@@ -36,7 +43,7 @@ fn main() -> Result<()> {
             "--list" => list = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]"
+                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]\n       lab sweep"
                 );
                 return Ok(());
             }
