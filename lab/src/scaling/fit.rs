@@ -106,7 +106,7 @@ pub fn least_squares(columns: &[Vec<f64>], y: &[f64]) -> Option<(Vec<f64>, f64)>
             }
         }
         let len = norm(&q[j]);
-        if !(len > 1e-10 * original) {
+        if len.is_nan() || len <= 1e-10 * original {
             return None;
         }
         r[j][j] = len;

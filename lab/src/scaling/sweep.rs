@@ -43,8 +43,10 @@
 //! some text twice would mix repetition into the sweep. So the training
 //! text is the book corpus's first 90% followed by more text from the
 //! same generator ([`listings::corpus::generate`], seeds 2, 3, ...), as
-//! much as the longest run needs; the held-out text is the book corpus's
-//! last 10%, which none of it contains.
+//! much as the longest run needs. The held-out text is the book corpus's
+//! last 10%, as for the book's model. (The generator states its facts
+//! many times over, so some of its sentences recur in the training text,
+//! as they do in the book corpus's own first 90%.)
 //!
 //! **Cost.** The runs spend 5.2e12 FLOPs of training between them. Each
 //! is trained once and kept in [`crate::cache`], one small file per run,
@@ -295,9 +297,9 @@ pub fn sweep_text() -> Result<&'static SweepText> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-/// The vocabulary size of the sweep's text, without building it: the
-/// corpus generator writes the same 72 characters whatever its seed (a
-/// test checks it against the built text).
+/// The vocabulary size of the sweep's text, known without building it:
+/// the corpus generator writes the same 72 characters in every seed the
+/// sweep reads (building the text checks it).
 pub const VOCAB_SIZE: usize = 72;
 
 // ANCHOR: run_windows
