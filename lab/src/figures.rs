@@ -156,5 +156,15 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 8: the attention weights of an induction head on a repeated run of random tokens",
             draw: crate::limits::induction::induction_pattern_figure,
         },
+        Figure {
+            file: "scaling-isoflop.svg",
+            what: "chapter 9: held-out loss against parameters at three compute budgets, L(N, D) fitted",
+            draw: crate::scaling::laws::isoflop_figure,
+        },
+        Figure {
+            file: "scaling-fit.svg",
+            what: "chapter 9: the compute-optimal loss of each budget against its size, L(N) fitted",
+            draw: crate::scaling::laws::fit_figure,
+        },
     ]
 }

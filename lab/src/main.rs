@@ -5,6 +5,7 @@
 //! cargo run --release -p lab -- [--out DIR] [--list] [NAME...]
 //! cargo run --release -p lab -- ledger [book|gpt2]
 //! cargo run --release -p lab -- hf-export DIR
+//! cargo run --release -p lab -- sweep
 //! ```
 //!
 //! Without names, every figure; with names, the figures whose file names
@@ -18,6 +19,10 @@
 //! `hf-export` writes the book model as a Hugging Face GPT-2 folder beside
 //! the book's own logits and token ids ([`lab::scaling::handoff`]), which
 //! `cargo xtask check-hf` compares with transformers'.
+//!
+//! `sweep` trains chapter 9's scaling sweep (or reads it from the cache)
+//! and prints its runs, the laws fitted to them and the repetition runs
+//! ([`lab::scaling::sweep`], [`lab::scaling::laws`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,10 +31,12 @@ use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some((command, rest)) = args.split_first()
-        && command == "ledger"
-    {
-        return lab::scaling::ledger::ledger_command(rest);
+    if let Some((command, rest)) = args.split_first() {
+        match command.as_str() {
+            "ledger" => return lab::scaling::ledger::ledger_command(rest),
+            "sweep" => return lab::scaling::laws::sweep_command(rest),
+            _ => {}
+        }
     }
     if let Some((command, rest)) = args.split_first()
         && command == "hf-export"
@@ -47,7 +54,7 @@ fn main() -> Result<()> {
             "-h" | "--help" => {
                 println!(
                     "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]\n       \
-                     lab hf-export DIR"
+                     lab hf-export DIR\n       lab sweep"
                 );
                 return Ok(());
             }

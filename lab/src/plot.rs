@@ -353,6 +353,154 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .map_err(plot_err)
 }
 
+/// How the line of a [`Styled`] series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stroke {
+    /// A solid line through the points.
+    Solid,
+    /// A dashed line through the points.
+    Dashed,
+    /// No line: the markers alone.
+    None,
+}
+
+/// What a [`Styled`] series draws at each of its points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// Nothing.
+    None,
+    /// A small filled dot.
+    Dot,
+    /// A larger ring, to pick out a point on a line.
+    Ring,
+}
+
+/// One series of a [`styled_chart`]: a line, markers or both, in a colour
+/// of the caller's choosing (so that a measured series and a fitted one
+/// can share one).
+pub struct Styled<'a> {
+    /// The legend entry; an empty name has none.
+    pub name: &'a str,
+    /// The points, in x order. A named series without points is a legend
+    /// entry alone.
+    pub points: Vec<(f64, f64)>,
+    /// Its colour.
+    pub colour: RGBColor,
+    /// Its line.
+    pub stroke: Stroke,
+    /// Its markers.
+    pub marker: Marker,
+}
+
+/// Draws [`Styled`] series into an SVG file of 760 x 440 pixels: lines
+/// (solid or dashed), markers, or both, each in its own colour; the legend
+/// at `legend`. Log axes as in [`line_chart`].
+pub fn styled_chart(
+    path: &Path,
+    axes: &Axes,
+    series: &[Styled],
+    legend: SeriesLabelPosition,
+) -> Result<()> {
+    check_titles(axes)?;
+    let tx = |x: f64| if axes.log_x { x.log10() } else { x };
+    let ty = |y: f64| if axes.log_y { y.log10() } else { y };
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (x0, x1) = bounds(xs, axes.log_x)?;
+    let (y0, y1) = bounds(ys, axes.log_y)?;
+    let scale = |log: bool, lo: f64, hi: f64| {
+        if log {
+            Scale::log(lo, hi)
+        } else {
+            Scale::linear(lo, hi, MAX_TICKS)
+        }
+    };
+    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    let mut chart = frame(
+        &root,
+        axes.title,
+        scale(axes.log_x, x0, x1),
+        scale(axes.log_y, y0, y1),
+    )?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_label)
+        .y_desc(axes.y_label)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_err)?;
+    for s in series {
+        let (colour, stroke, marker) = (s.colour, s.stroke, s.marker);
+        let points: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), ty(y))).collect();
+        let style = colour.stroke_width(2);
+        let line = match stroke {
+            Stroke::Solid => Some(
+                chart
+                    .draw_series(LineSeries::new(points.clone(), style))
+                    .map_err(plot_err)?,
+            ),
+            Stroke::Dashed => Some(
+                chart
+                    .draw_series(DashedLineSeries::new(points.clone(), 5, 4, style))
+                    .map_err(plot_err)?,
+            ),
+            Stroke::None => None,
+        };
+        // The line, if any, carries the legend entry; else the markers do.
+        let anno = match line {
+            Some(anno) => anno,
+            None => chart
+                .draw_series(points.iter().filter_map(|&p| marker_at(p, marker, colour)))
+                .map_err(plot_err)?,
+        };
+        if !s.name.is_empty() {
+            anno.label(s.name).legend(move |(x, y)| {
+                // Three pieces of line: one whole line, three dashes, or
+                // none at all (a piece from a point to itself draws
+                // nothing); in pixels from the legend entry's corner.
+                let pieces: [(i32, i32); 3] = match stroke {
+                    Stroke::Solid => [(0, 18), (18, 18), (18, 18)],
+                    Stroke::Dashed => [(0, 4), (7, 11), (14, 18)],
+                    Stroke::None => [(0, 0), (0, 0), (0, 0)],
+                };
+                let piece = |(a, b): (i32, i32)| PathElement::new(vec![(a, 0), (b, 0)], style);
+                let (radius, mark) =
+                    marker_style(marker, colour).unwrap_or((0, colour.mix(0.0).filled()));
+                EmptyElement::at((x, y))
+                    + piece(pieces[0])
+                    + piece(pieces[1])
+                    + piece(pieces[2])
+                    + Circle::new((9, 0), radius, mark)
+            });
+        }
+        if stroke != Stroke::None {
+            chart
+                .draw_series(points.iter().filter_map(|&p| marker_at(p, marker, colour)))
+                .map_err(plot_err)?;
+        }
+    }
+    if series.iter().any(|s| !s.name.is_empty()) {
+        draw_legend(&mut chart, legend)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// The radius and style of a [`Marker`]'s circle in `colour` (none for
+/// [`Marker::None`]).
+fn marker_style(marker: Marker, colour: RGBColor) -> Option<(i32, ShapeStyle)> {
+    match marker {
+        Marker::None => None,
+        Marker::Dot => Some((3, colour.filled())),
+        Marker::Ring => Some((6, colour.stroke_width(2))),
+    }
+}
+
+/// A [`Marker`] at `at`, in `colour`.
+fn marker_at<C>(at: C, marker: Marker, colour: RGBColor) -> Option<Circle<C, i32>> {
+    marker_style(marker, colour).map(|(radius, style)| Circle::new(at, radius, style))
+}
+
 /// One named set of bars of a [`bar_chart`]: one value per group.
 pub struct Bars<'a> {
     /// The legend entry.
@@ -981,6 +1129,70 @@ mod tests {
         for text in ["loss", "step", "nats", "train", "val", "<polyline"] {
             assert!(svg.contains(text), "missing {text}");
         }
+    }
+
+    #[test]
+    fn a_styled_chart_draws_lines_dashes_markers_and_legend_entries() {
+        let path = temp("styled.svg");
+        let axes = Axes {
+            title: "sizes",
+            x_label: "parameters",
+            y_label: "loss",
+            log_y: false,
+            log_x: true,
+        };
+        let series = [
+            Styled {
+                name: "measured",
+                points: vec![(1e3, 2.0), (1e4, 1.5), (1e5, 1.8)],
+                colour: PALETTE[0],
+                stroke: Stroke::Solid,
+                marker: Marker::Dot,
+            },
+            Styled {
+                name: "",
+                points: vec![(1e3, 2.1), (1e5, 1.7)],
+                colour: PALETTE[0],
+                stroke: Stroke::Dashed,
+                marker: Marker::None,
+            },
+            Styled {
+                name: "best",
+                points: vec![(1e4, 1.5)],
+                colour: PALETTE[1],
+                stroke: Stroke::None,
+                marker: Marker::Ring,
+            },
+            Styled {
+                name: "fitted (dashed)",
+                points: vec![],
+                colour: PALETTE[2],
+                stroke: Stroke::Dashed,
+                marker: Marker::None,
+            },
+        ];
+        styled_chart(&path, &axes, &series, SeriesLabelPosition::UpperRight).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for text in [
+            "sizes",
+            "parameters",
+            "loss",
+            "measured",
+            "best",
+            "fitted (dashed)",
+        ] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+        // Three dots and a ring on the chart, a dot and a ring in the legend.
+        assert!(svg.matches("<circle").count() >= 6);
+        let empty = [Styled {
+            name: "a",
+            points: vec![],
+            colour: PALETTE[0],
+            stroke: Stroke::Solid,
+            marker: Marker::Dot,
+        }];
+        assert!(styled_chart(&path, &axes, &empty, SeriesLabelPosition::UpperRight).is_err());
     }
 
     #[test]

@@ -7,7 +7,13 @@
 //! | [`handoff`] | the book model handed to Hugging Face `transformers`: its folder, and the book's own logits, continuation and token ids for `cargo xtask check-hf` to compare |
 //! | [`ledger`] | the ledger of a training run: FLOPs per token, bytes of training state and activations, time to train, toy model to 70B; a training step timed and its peak memory measured |
 //! | [`modern`] | the modern block one change at a time (RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases): parameters, loss after the same steps, speed, KV-cache bytes |
+//! | [`sweep`] | the scaling sweep: small models trained at fixed compute budgets, and one trained on repeated text with the same compute (trained once, cached) |
+//! | [`laws`] | what the sweep says: the compute-optimal size of each budget, `L(N)` and `L(N, D)` fitted, the repetition runs; the `sweep` command's report and the figures |
+//! | [`fit`] | least-squares fits of the scaling laws, in plain Rust |
 
+pub mod fit;
 pub mod handoff;
+pub mod laws;
 pub mod ledger;
 pub mod modern;
+pub mod sweep;
