@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release -p lab -- [--out DIR] [--list] [NAME...]
 //! cargo run --release -p lab -- ledger [book|gpt2]
+//! cargo run --release -p lab -- precision
+//! cargo run --release -p lab -- flash [T...]
 //! ```
 //!
 //! Without names, every figure; with names, the figures whose file names
@@ -13,6 +15,13 @@
 //! small) and prints chapter 9's ledger at the FLOP/s it measured
 //! ([`lab::scaling::ledger`]). Run it in a process of its own: it reads the
 //! process's peak memory.
+//!
+//! `precision` trains (or reads from the cache) chapter 9's four runs in
+//! fp32, bf16 and fp16 and prints their losses, the gradients lost to
+//! underflow, the skipped steps and the loss-scale window
+//! ([`lab::scaling::precision`]). `flash` compares tiled attention with the
+//! library's at several lengths: the largest difference, the bytes of the
+//! largest temporary, and the time of each ([`lab::scaling::flash`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,6 +35,13 @@ fn main() -> Result<()> {
     {
         return lab::scaling::ledger::ledger_command(rest);
     }
+    if let Some((command, rest)) = args.split_first() {
+        match command.as_str() {
+            "precision" => return lab::scaling::precision::precision_command(),
+            "flash" => return lab::scaling::flash::flash_command(rest),
+            _ => {}
+        }
+    }
     let mut out = PathBuf::from("src/figures");
     let mut list = false;
     let mut only = Vec::new();
@@ -36,7 +52,8 @@ fn main() -> Result<()> {
             "--list" => list = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]"
+                    "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]\n       \
+                     lab precision\n       lab flash [T...]"
                 );
                 return Ok(());
             }
