@@ -28,12 +28,13 @@ const QUICK: &[&str] = &[
     "transformer-architecture.svg",
 ];
 
-/// Figures drawn from the book's trained model, or (chapter 8's) from small
-/// models the chapter trains and caches as it runs. Once the model is
-/// cached, chapters 2-5's are drawn in about 0.1 s each; chapter 6's tune
-/// the model again (4 to 18 s each, release); training the model takes a
-/// minute or more, and chapter 8's models a few minutes together (after
-/// `cargo test --test book` they are all cached).
+/// Figures drawn from the book's trained model, or (chapters 8's and 9's)
+/// from small models the chapter trains and caches as it runs. Once the
+/// model is cached, chapters 2-5's are drawn in about 0.1 s each; chapter
+/// 6's tune the model again (4 to 18 s each, release); training the model
+/// takes a minute or more, chapter 8's models a few minutes together, and
+/// chapter 9's five precision runs about a minute and a half (after `cargo
+/// test --test book` they are all cached).
 const TRAINED: &[&str] = &[
     "embeddings-projection.svg",
     "embeddings-positions.svg",
@@ -53,6 +54,7 @@ const TRAINED: &[&str] = &[
     "limits-recall.svg",
     "limits-induction.svg",
     "limits-induction-head.svg",
+    "precision-loss.svg",
 ];
 
 /// Figures not redrawn here, and why.

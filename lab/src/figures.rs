@@ -156,5 +156,10 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 8: the attention weights of an induction head on a repeated run of random tokens",
             draw: crate::limits::induction::induction_pattern_figure,
         },
+        Figure {
+            file: "precision-loss.svg",
+            what: "chapter 9: the toy model's loss in fp32, bf16 and fp16, without and with loss scaling",
+            draw: crate::scaling::precision::loss_figure,
+        },
     ]
 }
