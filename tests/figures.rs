@@ -32,9 +32,9 @@ const QUICK: &[&str] = &[
 /// from small models the chapter trains and caches as it runs. Once the
 /// model is cached, chapters 2-5's are drawn in about 0.1 s each; chapter
 /// 6's tune the model again (4 to 18 s each, release); training the model
-/// takes a minute or more, chapter 8's models a few minutes together, and
-/// chapter 9's five precision runs about a minute and a half (after `cargo
-/// test --test book` they are all cached).
+/// takes a minute or more, chapter 8's models a few minutes together (after
+/// `cargo test --test book` they are all cached), and chapter 9's six
+/// precision runs about 150 s of CPU time, trained by the first draw.
 const TRAINED: &[&str] = &[
     "embeddings-projection.svg",
     "embeddings-positions.svg",

@@ -105,9 +105,10 @@
 //!   overflows at 2^19 at step 300, skips that one update and halves: one
 //!   step skipped in 400.
 //!
-//! Cold, the six runs take about 170 s of CPU time (about a minute and a
-//! half on two idle cores); the fp16 ones a fifth more than `f32`, for the
-//! rounding.
+//! Cold, the six runs took 145 s of CPU time here (`cargo xtask figures
+//! precision-loss`, on a machine shared with other work): a little over a
+//! minute of two cores. An fp16 step costs about a fifth more than an
+//! `f32` one, for the rounding.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -1087,11 +1088,23 @@ pub fn window_scales() -> Vec<f32> {
 /// mixed precision at each loss scale of `scales`: how many gradient
 /// entries each scale loses to underflow and how many overflow.
 pub fn scale_window(gpt: &Gpt, scales: &[f32]) -> Result<Vec<ScaleRow>> {
-    let data = data()?;
     let train = book_train_config();
-    let (b, t, config) = (train.batch_size, train.block_size, *gpt.config());
+    let (b, t) = (train.batch_size, train.block_size);
     let (mut x, mut y) = (Array2::zeros((b, t)), Array2::zeros((b, t)));
-    data.val.get_batch(&mut seeded(EVAL_SEED), &mut x, &mut y)?;
+    data()?
+        .val
+        .get_batch(&mut seeded(EVAL_SEED), &mut x, &mut y)?;
+    Ok(scale_window_on(gpt, &x, &y, scales))
+}
+
+/// [`scale_window`] on a given batch: `x` and `targets` `(B, T)`.
+pub fn scale_window_on(
+    gpt: &Gpt,
+    x: &ArrayRef2<u32>,
+    y: &ArrayRef2<u32>,
+    scales: &[f32],
+) -> Vec<ScaleRow> {
+    let ((b, t), config) = (x.dim(), *gpt.config());
     let mut acts = Activations::new(&config, b, t);
     let mut dacts = ActivationGrads::new(&config, b, t);
     let pass = |params: &GptParams,
@@ -1102,7 +1115,7 @@ pub fn scale_window(gpt: &Gpt, scales: &[f32]) -> Result<Vec<ScaleRow>> {
         let mut grads = GptParams::zeros(&config);
         let mut tally = PassTallies::default();
         pool().install(|| {
-            forward_rounded(params, &config, acts, &x, &y, format, &mut tally);
+            forward_rounded(params, &config, acts, x, y, format, &mut tally);
             backward_rounded(
                 params, &config, &mut grads, dacts, acts, format, scale, &mut tally,
             );
@@ -1140,7 +1153,7 @@ pub fn scale_window(gpt: &Gpt, scales: &[f32]) -> Result<Vec<ScaleRow>> {
             max_scaled: max_exact * scale,
         });
     }
-    Ok(rows)
+    rows
 }
 // ANCHOR_END: scale_window
 
@@ -1621,6 +1634,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stopped.diverged_at, Some(0)); // no scaler to skip the step
+    }
+
+    /// Scaling the loss up rescues gradients from underflow until it
+    /// pushes some past 65,504.
+    #[test]
+    fn the_scale_window_has_two_walls() {
+        let config = small_config();
+        let gpt = Gpt::new(config, 3).unwrap();
+        let (x, y) = small_batch(4, 16, 8);
+        let rows = scale_window_on(&gpt, &x, &y, &[2f32.powi(-12), 1.0, 2f32.powi(40)]);
+        assert!(rows[0].lost > rows[1].lost, "{rows:?}");
+        assert_eq!((rows[0].overflowed, rows[1].overflowed), (0.0, 0.0));
+        assert!(rows[2].overflowed > 0.0 && rows[2].max_scaled > FP16_MAX);
+        assert!(rows[0].dlogits_lost >= rows[1].dlogits_lost);
     }
 
     #[test]
