@@ -33,7 +33,7 @@ const QUICK: &[&str] = &[
 /// model is cached, chapters 2-5's are drawn in about 0.1 s each; chapter
 /// 6's tune the model again (4 to 18 s each, release); training the model
 /// takes a minute or more, chapter 8's models a few minutes together, and
-/// chapter 9's sweep about four (after `cargo test --test book` they are
+/// chapter 9's sweep about four and its six precision runs about 150 s of CPU time (after `cargo test --test book` they are
 /// all cached; `cargo run -p lab --release -- sweep` caches the sweep).
 const TRAINED: &[&str] = &[
     "embeddings-projection.svg",
@@ -56,6 +56,7 @@ const TRAINED: &[&str] = &[
     "limits-induction-head.svg",
     "scaling-isoflop.svg",
     "scaling-fit.svg",
+    "precision-loss.svg",
 ];
 
 /// Figures not redrawn here, and why.

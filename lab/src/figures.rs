@@ -166,5 +166,10 @@ pub fn all() -> Vec<Figure> {
             what: "chapter 9: the compute-optimal loss of each budget against its size, L(N) fitted",
             draw: crate::scaling::laws::fit_figure,
         },
+        Figure {
+            file: "precision-loss.svg",
+            what: "chapter 9: the toy model's loss in fp32, bf16 and fp16, without and with loss scaling",
+            draw: crate::scaling::precision::loss_figure,
+        },
     ]
 }

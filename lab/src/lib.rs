@@ -17,7 +17,7 @@
 //! | [`finetuning`] | instruction data from the world's towns, tuning runs, answers scored | 6 |
 //! | [`inference`] | samples measured, beams, the cache, quantisation, speculative decoding, batching | 7 |
 //! | [`limits`] | what the architecture cannot do: facts seen once or never, calibration, the reversal curse, longer sums, spelling through BPE | 8 |
-//! | [`scaling`] | the ledger of a training run (FLOPs, memory and time, toy model to 70B, checked against a timed step); the scaling sweep and the laws fitted to it; the modern block, one change at a time; the book model handed to transformers | 9 |
+//! | [`scaling`] | the ledger of a training run (FLOPs, memory and time, toy model to 70B, checked against a timed step); the scaling sweep and the laws fitted to it; the modern block, one change at a time; bf16 and fp16 training simulated, loss scaling; FlashAttention's tiled arithmetic; the book model handed to transformers | 9 |
 //! | [`one_page`] | the whole model in one file of plain Rust, trained beside the library | appendix A |
 //! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
 //! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |

@@ -6,6 +6,8 @@
 //! cargo run --release -p lab -- ledger [book|gpt2]
 //! cargo run --release -p lab -- hf-export DIR
 //! cargo run --release -p lab -- sweep
+//! cargo run --release -p lab -- precision
+//! cargo run --release -p lab -- flash [T...]
 //! ```
 //!
 //! Without names, every figure; with names, the figures whose file names
@@ -23,6 +25,13 @@
 //! `sweep` trains chapter 9's scaling sweep (or reads it from the cache)
 //! and prints its runs, the laws fitted to them and the repetition runs
 //! ([`lab::scaling::sweep`], [`lab::scaling::laws`]).
+//!
+//! `precision` trains (or reads from the cache) chapter 9's four runs in
+//! fp32, bf16 and fp16 and prints their losses, the gradients lost to
+//! underflow, the skipped steps and the loss-scale window
+//! ([`lab::scaling::precision`]). `flash` compares tiled attention with the
+//! library's at several lengths: the largest difference, the bytes of the
+//! largest temporary, and the time of each ([`lab::scaling::flash`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,6 +52,13 @@ fn main() -> Result<()> {
     {
         return lab::scaling::handoff::handoff_command(rest);
     }
+    if let Some((command, rest)) = args.split_first() {
+        match command.as_str() {
+            "precision" => return lab::scaling::precision::precision_command(),
+            "flash" => return lab::scaling::flash::flash_command(rest),
+            _ => {}
+        }
+    }
     let mut out = PathBuf::from("src/figures");
     let mut list = false;
     let mut only = Vec::new();
@@ -54,7 +70,7 @@ fn main() -> Result<()> {
             "-h" | "--help" => {
                 println!(
                     "usage: lab [--out DIR] [--list] [NAME...]\n       lab ledger [book|gpt2]\n       \
-                     lab hf-export DIR\n       lab sweep"
+                     lab hf-export DIR\n       lab sweep\n       lab precision\n       lab flash [T...]"
                 );
                 return Ok(());
             }

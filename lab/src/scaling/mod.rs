@@ -10,10 +10,14 @@
 //! | [`sweep`] | the scaling sweep: small models trained at fixed compute budgets, and one trained on repeated text with the same compute (trained once, cached) |
 //! | [`laws`] | what the sweep says: the compute-optimal size of each budget, `L(N)` and `L(N, D)` fitted, the repetition runs; the `sweep` command's report and the figures |
 //! | [`fit`] | least-squares fits of the scaling laws, in plain Rust |
+//! | [`precision`] | bf16 and fp16 rounding written by hand; mixed-precision training simulated (16-bit passes, `f32` master weights), underflow, overflow and dynamic loss scaling |
+//! | [`flash`] | FlashAttention's arithmetic: causal attention by tiles with the online softmax, never holding the `(T, T)` matrix, against the library's |
 
 pub mod fit;
+pub mod flash;
 pub mod handoff;
 pub mod laws;
 pub mod ledger;
 pub mod modern;
+pub mod precision;
 pub mod sweep;
