@@ -353,10 +353,7 @@ pub fn context_wall_figure(path: &Path) -> Result<()> {
     use crate::plot::{Axes, Series, line_chart_with_legend};
     let wall = context_wall()?;
     let names: Vec<String> = (wall.curves.iter())
-        .map(|c| match c.positions {
-            Positions::Learned => "learned (untrained rows past 32)".to_string(),
-            p => p.name().to_string(),
-        })
+        .map(|c| c.positions.name().to_string()) // the caption says which rows are untrained
         .collect();
     let mut series: Vec<Series> = (wall.curves.iter().zip(&names))
         .map(|(c, name)| Series {
@@ -384,7 +381,9 @@ pub fn context_wall_figure(path: &Path) -> Result<()> {
         path,
         &axes,
         &series,
-        plotters::prelude::SeriesLabelPosition::LowerRight,
+        // Top left, above the first positions' losses: lower down the
+        // legend covered the ALiBi line.
+        plotters::prelude::SeriesLabelPosition::UpperLeft,
     )
 }
 
