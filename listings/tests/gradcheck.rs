@@ -22,6 +22,9 @@
 //! show that the check can fail: a wrong derivative, one gradient entry 5%
 //! off, or one left unwritten, is caught.
 
+use listings::model::gradcheck::{
+    ALL, SAMPLES, TOLERANCE, assert_grad, compare, flat, flat_mut, rand, report, view, weighted,
+};
 use listings::model::{
     ActivationGrads, Activations, BlockGrads, BlockParams, Gpt, GptConfig, GptParams,
     LayerActivations, LayerNormParams, LinearParams, attention_backward, attention_forward,
@@ -32,143 +35,8 @@ use listings::model::{
 };
 use listings::model::{Arch, Positions, attention_forward_alibi, rope_backward, rope_forward};
 use listings::parallel::par_zip_map;
-use listings::rng::{ChaCha8Rng, RngExt, randn, seeded};
-use ndarray::{Array, Array1, Array2, Array3, Array4, ArrayView, Dimension, ShapeBuilder};
-
-/// The step of the finite differences.
-const H: f32 = 0.05;
-
-/// The largest error a gradient entry may have, `|a - n| / max(|a|, |n|, FLOOR)`.
-const TOLERANCE: f64 = 2e-2;
-
-/// Gradients smaller than this are compared in absolute terms: near zero
-/// the finite differences' rounding noise is as large as the gradient.
-const FLOOR: f64 = 1e-2;
-
-/// How many entries of each tensor the whole-model check samples (the
-/// largest analytic gradient always among them); the layer checks look at
-/// every entry.
-const SAMPLES: usize = 24;
-
-/// Every entry, for [`compare`].
-const ALL: usize = usize::MAX;
-
-/// One comparison of an analytic gradient with finite differences.
-#[derive(Debug)]
-struct Comparison {
-    max_rel: f64,
-    checked: usize,
-    worst: (usize, f32, f64),
-}
-
-/// Compares `analytic` with central differences of `loss` at `x`, on every
-/// entry of `x` or at most `samples` of them. `loss` is given the perturbed
-/// numbers; `x` is restored exactly afterwards.
-fn compare(
-    x: &mut [f32],
-    analytic: &[f32],
-    samples: usize,
-    mut loss: impl FnMut(&[f32]) -> f64,
-) -> Comparison {
-    assert_eq!(x.len(), analytic.len(), "gradient and input differ in size");
-    let entries = sample(analytic, samples, &mut seeded(x.len() as u64));
-    let mut out = Comparison {
-        max_rel: 0.0,
-        checked: 0,
-        worst: (0, 0.0, 0.0),
-    };
-    for i in entries {
-        let keep = x[i];
-        let mut at = |d: f32| {
-            x[i] = keep + d;
-            loss(x)
-        };
-        // Fourth-order central differences: the h² error terms cancel.
-        let numeric =
-            (8.0 * (at(H) - at(-H)) - (at(2.0 * H) - at(-2.0 * H))) / (12.0 * f64::from(H));
-        x[i] = keep;
-        let a = f64::from(analytic[i]);
-        let rel = if a.is_finite() && numeric.is_finite() {
-            (a - numeric).abs() / a.abs().max(numeric.abs()).max(FLOOR)
-        } else {
-            // Not a number to compare: an entry the backward pass left
-            // unwritten (the NaN the test filled it with), or a forward pass
-            // that overflowed. The formula would give NaN, which no
-            // comparison with a tolerance rejects, so it is the worst error.
-            f64::INFINITY
-        };
-        if rel >= out.max_rel {
-            out.max_rel = rel;
-            out.worst = (i, analytic[i], numeric);
-        }
-        out.checked += 1;
-    }
-    out
-}
-
-/// Every index of a tensor of at most `samples` entries; else a seeded
-/// sample of `samples` of them, always including the largest gradient (a
-/// NaN counts as larger than any number, so an unwritten entry is included).
-fn sample(analytic: &[f32], samples: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    if analytic.len() <= samples {
-        return (0..analytic.len()).collect();
-    }
-    let largest = (0..analytic.len())
-        .max_by(|&i, &j| analytic[i].abs().total_cmp(&analytic[j].abs()))
-        .expect("not empty");
-    let mut picks = vec![largest];
-    picks.extend((1..samples).map(|_| rng.random_range(0..analytic.len())));
-    picks
-}
-
-/// Prints one line of the report and returns the comparison's error.
-fn report(layer: &str, tensor: &str, c: &Comparison) -> f64 {
-    let (i, a, n) = c.worst;
-    println!(
-        "{layer:<14} {tensor:<22} max rel err {:9.2e} over {:>4} entries \
-         (worst: entry {i}, analytic {a:+.6e}, numeric {n:+.6e})",
-        c.max_rel, c.checked
-    );
-    c.max_rel
-}
-
-/// Checks and reports one gradient, panicking with the report if it fails.
-fn assert_grad(layer: &str, tensor: &str, c: Comparison) {
-    let err = report(layer, tensor, &c);
-    assert!(
-        err < TOLERANCE,
-        "{layer} {tensor}: max relative error {err:.2e} is above {TOLERANCE:e} ({c:?})"
-    );
-}
-
-/// Random normal numbers of the given shape and size.
-fn rand<Sh: ShapeBuilder>(shape: Sh, std: f32, seed: u64) -> Array<f32, Sh::Dim> {
-    randn(shape, std, &mut seeded(seed))
-}
-
-/// `Σ w·out`, added up in f64.
-fn weighted<'a>(
-    w: impl IntoIterator<Item = &'a f32>,
-    out: impl IntoIterator<Item = &'a f32>,
-) -> f64 {
-    w.into_iter()
-        .zip(out)
-        .map(|(&w, &o)| f64::from(w) * f64::from(o))
-        .sum()
-}
-
-/// An array seen with another shape (for a perturbed copy of an input).
-fn view<'a, D: Dimension>(x: &'a [f32], like: &Array<f32, D>) -> ArrayView<'a, f32, D> {
-    ArrayView::from_shape(like.raw_dim(), x).expect("same size")
-}
-
-fn flat<D: Dimension>(x: &Array<f32, D>) -> &[f32] {
-    x.as_slice().expect("contiguous")
-}
-
-fn flat_mut<D: Dimension>(x: &mut Array<f32, D>) -> &mut [f32] {
-    x.as_slice_mut().expect("contiguous")
-}
+use listings::rng::{RngExt, randn, seeded};
+use ndarray::{Array1, Array2, Array3, Array4};
 
 // ---------------------------------------------------------------- layers
 

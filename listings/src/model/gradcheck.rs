@@ -1,6 +1,7 @@
-//! Finite-difference gradient checks for the unit tests of the model's
-//! modules: the method of the integration tests' `tests/gradcheck.rs`, with
-//! its step, error measure and tolerance.
+//! Finite-difference gradient checks: how chapter 5 tests every backward
+//! pass. `listings/tests/gradcheck.rs` checks the layers and the model with
+//! them, and the model's modules check their own layers (the modern block's,
+//! the position kinds') in their unit tests.
 //!
 //! For a layer `out = f(inputs)`, random weights `w` of the output's shape
 //! make the number `L = Σ w·out`, whose gradient with respect to the output

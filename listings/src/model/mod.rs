@@ -42,8 +42,7 @@ pub mod attention;
 pub mod config;
 pub mod embeddings;
 pub mod gpt;
-#[cfg(test)]
-mod gradcheck;
+pub mod gradcheck;
 pub mod layers;
 pub mod modern;
 pub mod params;
