@@ -192,3 +192,25 @@ fn both_flags_are_required() {
     let stderr = refused(&run);
     assert!(stderr.contains("--hf <DIR>"), "{stderr}");
 }
+
+#[test]
+fn sampling_an_exported_folder_with_gpt2_s_tokenizer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = checkpoint(dir.path(), Arch::default());
+    let out = dir.path().join("my-gpt");
+    assert!(export(&ckpt, &out).status.success());
+    let run = listings(&[
+        "sample",
+        "--model",
+        out.to_str().unwrap(),
+        "--prompt",
+        "the cat",
+    ]);
+    let stderr = refused(&run);
+    assert!(run.stdout.is_empty(), "{}", text(&run.stdout));
+    assert!(
+        stderr.contains("its tokenizer.json has 280 tokens, not GPT-2's 50257"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("with --checkpoint"), "{stderr}");
+}

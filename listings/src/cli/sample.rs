@@ -1,7 +1,9 @@
 //! `listings sample` and `listings eval` on a model from a checkpoint
 //! (`--checkpoint`, written by `listings train`) or from a Hugging Face
 //! GPT-2 directory (`--model`, read with GPT-2's tokenizer, tiktoken's
-//! `r50k_base`).
+//! `r50k_base`; a directory whose `tokenizer.json` is another tokenizer, as
+//! `listings export` writes, is refused rather than read with the wrong
+//! one).
 //!
 //! `sample` runs the library's generation loop on a [`Decoder`]: the prompt
 //! in one pass, then one token a pass through the KV cache (or, with
@@ -161,6 +163,18 @@ fn load(arg: &ModelArg) -> Result<Loaded> {
     check_model_dir(dir)?;
     let gpt = load_hf_gpt2(dir)?;
     let tokenizer = TextTokenizer::Bpe(Encoding::R50kBase.tokenizer()?);
+    if let Some(n) = own_tokenizer_size(dir)
+        && n != tokenizer.vocab_size()
+    {
+        bail!(
+            "--model {}: its tokenizer.json has {n} tokens, not GPT-2's {}, and `--model` reads \
+             with GPT-2's tokenizer only, which would print other tokens' text for this model's \
+             ids (a folder written by `listings export` carries the book's tokenizer: sample \
+             from the checkpoint it was exported from, with --checkpoint)",
+            dir.display(),
+            tokenizer.vocab_size()
+        );
+    }
     let (v, known) = (gpt.config().vocab_size, tokenizer.vocab_size());
     if v > known {
         eprintln!(
@@ -169,6 +183,17 @@ fn load(arg: &ModelArg) -> Result<Loaded> {
         );
     }
     Ok(Loaded { gpt, tokenizer })
+}
+
+/// How many tokens the `tokenizer.json` in `dir` has (its BPE model's
+/// vocabulary), if there is one that says.
+fn own_tokenizer_size(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("tokenizer.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("model")?
+        .get("vocab")?
+        .as_object()
+        .map(|v| v.len())
 }
 
 /// The mistakes a `--model` directory can hold that the loader's own
