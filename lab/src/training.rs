@@ -17,7 +17,7 @@ use plotters::prelude::SeriesLabelPosition;
 use listings::tokens::TextTokenizer;
 use listings::train::batches::{Split, TRAIN_FRACTION, TokenData};
 use listings::train::run::{History, RunError, TrainConfig, run};
-use listings::train::step::{TrainError, Trainer};
+use listings::train::step::{TrainError, Trainer, adamw_params};
 
 use crate::book_model::{BOOK_MODEL_SEED, BookModel, book_model_config, shared_book_model};
 use crate::plot::{Axes, Series, line_chart, line_chart_with_legend};
@@ -61,14 +61,7 @@ pub fn train_with(
         losses.push(loss.expect("targets were given"));
         grads.fill_zero();
         gpt.backward(&mut grads, &mut dacts, &acts);
-        let pairs = gpt.params_mut().slices_mut().zip(grads.slices());
-        let mut params: Vec<Param> = pairs
-            .map(|((value, ndim), (grad, _))| Param {
-                value,
-                grad,
-                decay: ndim >= 2,
-            })
-            .collect();
+        let mut params: Vec<Param> = adamw_params(gpt.params_mut(), &grads).collect();
         update(&mut params);
     }
     Ok(losses)

@@ -130,6 +130,7 @@ use listings::optim::{AdamW, Param, clip_grad_norm, cosine_lr};
 use listings::parallel::pool;
 use listings::rng::seeded;
 use listings::train::batches::Split;
+use listings::train::step::adamw_params;
 
 use crate::book_model::{BOOK_MODEL_SEED, book_model_config, book_train_config};
 use crate::cache;
@@ -905,14 +906,7 @@ fn update(master: &mut Gpt, optimizer: &mut AdamW, grads: &mut GptParams, lr: f3
     let mut all: Vec<&mut [f32]> = grads.slices_mut().map(|(g, _)| g).collect();
     clip_grad_norm(&mut all, max_norm);
     optimizer.config.lr = lr;
-    let pairs = master.params_mut().slices_mut().zip(grads.slices());
-    let mut params: Vec<Param> = pairs
-        .map(|((value, ndim), (grad, _))| Param {
-            value,
-            grad,
-            decay: ndim >= 2,
-        })
-        .collect();
+    let mut params: Vec<Param> = adamw_params(master.params_mut(), grads).collect();
     optimizer.step(&mut params);
 }
 

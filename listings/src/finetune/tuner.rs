@@ -16,7 +16,7 @@ use super::loss::{token_nll, weighted_nll, weighted_nll_backward};
 use crate::finetune::chat::LmBatch;
 use crate::model::{ActivationGrads, Activations, Gpt, GptParams, ModelError};
 use crate::optim::{AdamW, AdamWConfig, Param, clip_grad_norm};
-use crate::train::step::{TrainError, finite};
+use crate::train::step::{TrainError, adamw_params, finite};
 
 // ANCHOR: method
 /// What a fine-tuning run changes.
@@ -267,14 +267,10 @@ impl FineTuner {
             .collect();
         let norm = clip_grad_norm(&mut grads, max_norm);
         finite(norm, "gradient norm", step, lr)?;
-        let pairs = self.gpt.params_mut().slices_mut().zip(self.grads.slices());
+        let pairs = adamw_params(self.gpt.params_mut(), &self.grads);
         let mut params: Vec<Param> = (pairs.enumerate())
             .filter(|(i, _)| keep(*i))
-            .map(|(_, ((value, ndim), (grad, _)))| Param {
-                value,
-                grad,
-                decay: ndim >= 2,
-            })
+            .map(|(_, param)| param)
             .collect();
         self.optimizer.step(&mut params);
         Ok(())

@@ -272,18 +272,12 @@ impl Trainer {
     }
 
     // ANCHOR: update
-    /// One AdamW step with learning rate `lr`. Weight decay applies to the
-    /// tensors of two dimensions (the weight matrices and the embeddings),
-    /// not to biases and LayerNorms, as in nanoGPT.
+    /// One AdamW step with learning rate `lr`, weight decay for the tensors
+    /// with two axes only ([`adamw_params`]).
     fn update(&mut self, lr: f32) {
         self.optimizer.config.lr = lr;
         let mut params = recycle(std::mem::take(&mut self.param_list));
-        let pairs = self.gpt.params_mut().slices_mut().zip(self.grads.slices());
-        params.extend(pairs.map(|((value, ndim), (grad, _))| Param {
-            value,
-            grad,
-            decay: ndim >= 2,
-        }));
+        params.extend(adamw_params(self.gpt.params_mut(), &self.grads));
         self.optimizer.step(&mut params);
         self.param_list = recycle(params);
     }
@@ -360,16 +354,25 @@ pub fn step_reference(
     let norm = finite(norm, "gradient norm", step, lr)?;
     // 4. One AdamW step; weight decay for the tensors with two axes only.
     optimizer.config.lr = lr;
-    let pairs = gpt.params_mut().slices_mut().zip(grads.slices());
-    let mut params: Vec<Param> = pairs
-        .map(|((value, ndim), (grad, _))| Param {
-            value,
-            grad,
-            decay: ndim >= 2,
-        })
-        .collect();
+    let mut params: Vec<Param> = adamw_params(gpt.params_mut(), &grads).collect();
     optimizer.step_reference(&mut params);
     Ok((loss, norm))
+}
+
+/// Each tensor of `params` with its gradient in `grads`, as AdamW takes
+/// them. Weight decay applies to the tensors with two axes (the weight
+/// matrices and the embeddings), not to biases and LayerNorms, as in
+/// nanoGPT.
+pub fn adamw_params<'a>(
+    params: &'a mut GptParams,
+    grads: &'a GptParams,
+) -> impl Iterator<Item = Param<'a>> {
+    let pairs = params.slices_mut().zip(grads.slices());
+    pairs.map(|((value, ndim), (grad, _))| Param {
+        value,
+        grad,
+        decay: ndim >= 2,
+    })
 }
 // ANCHOR_END: step_reference
 
