@@ -15,6 +15,8 @@ use listings::finetune::chat::{Encoded, Instruction, LossOn, encode_all, end_of_
 use listings::finetune::lora::LoraConfig;
 use listings::finetune::run::{FinetuneConfig, answer, answer_sampled, train_instructions};
 use listings::finetune::tuner::{FineTuner, Method};
+use listings::infer::decode::Decoder;
+use listings::infer::quant::Format;
 use listings::model::Gpt;
 use listings::optim::AdamWConfig;
 use listings::tokens::TextTokenizer;
@@ -103,11 +105,8 @@ pub fn greedy_answers(
 }
 
 /// The greedy continuations of `texts`, up to `max_tokens` new tokens each
-/// or until `stop` (not included), and whether each stopped. One forward
-/// pass per token serves every text still going: the rows are padded at
-/// the end, and under the causal mask what follows a position cannot
-/// change its logits, so each continuation is the one a forward pass per
-/// text would give.
+/// or until `stop` (not included), and whether each stopped: every text at
+/// once through chapter 7's KV-cached decoder ([`crate::greedy`]).
 pub fn greedy_continuations(
     gpt: &Gpt,
     tokenizer: &TextTokenizer,
@@ -115,41 +114,22 @@ pub fn greedy_continuations(
     max_tokens: usize,
     stop: Option<u32>,
 ) -> anyhow::Result<Vec<(Vec<u32>, bool)>> {
-    let mut rows = (texts.iter())
+    let prompts = (texts.iter())
         .map(|t| tokenizer.encode(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let starts: Vec<usize> = rows.iter().map(Vec::len).collect();
-    let mut stopped = vec![false; rows.len()];
-    let block = gpt.config().block_size;
-    for _ in 0..max_tokens {
-        let active: Vec<usize> = (0..rows.len()).filter(|&r| !stopped[r]).collect();
-        if active.is_empty() {
-            break;
-        }
-        if active.iter().any(|&r| rows[r].len() > block) {
-            anyhow::bail!("a text outgrew the context; generate it alone, with a sliding window");
-        }
-        let t = active.iter().map(|&r| rows[r].len()).max().unwrap_or(1);
-        let mut idx = ndarray::Array2::zeros((active.len(), t));
-        for (i, &r) in active.iter().enumerate() {
-            for (j, &id) in rows[r].iter().enumerate() {
-                idx[[i, j]] = id;
-            }
-        }
-        let (logits, _) = gpt.forward(&idx, None)?;
-        for (i, &r) in active.iter().enumerate() {
-            let last = logits.slice(ndarray::s![i, rows[r].len() - 1, ..]);
-            let max = last.fold(f32::NEG_INFINITY, |m, &l| m.max(l));
-            let next = last.iter().position(|&l| l == max).unwrap_or(0) as u32;
-            if Some(next) == stop {
-                stopped[r] = true;
-            } else {
-                rows[r].push(next);
-            }
-        }
+    let mut stops = vec![false; tokenizer.vocab_size()];
+    if let Some(id) = stop {
+        stops[id as usize] = true;
     }
-    Ok((rows.into_iter().zip(starts).zip(stopped))
-        .map(|((ids, start), stopped)| (ids[start..].to_vec(), stopped))
+    let decoder = Decoder::new(gpt, Format::F32)?;
+    let continued = crate::greedy::continuations(&decoder, &prompts, max_tokens, &stops)?;
+    Ok((continued.into_iter())
+        .map(|mut c| {
+            if c.stopped {
+                c.ids.pop();
+            }
+            (c.ids, c.stopped)
+        })
         .collect())
 }
 
@@ -244,7 +224,7 @@ pub fn outcome_of(
     );
     let key = crate::cache::key(
         "ch06-outcome",
-        &["finetuning.rs", "book_model.rs"],
+        &["finetuning.rs", "greedy.rs", "book_model.rs"],
         &settings,
     );
     crate::cache::cached(&key, write_outcome, read_outcome, || {

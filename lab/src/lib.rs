@@ -20,6 +20,7 @@
 //! | [`scaling`] | the ledger of a training run (FLOPs, memory and time, toy model to 70B, checked against a timed step); the scaling sweep and the laws fitted to it; the modern block, one change at a time; bf16 and fp16 training simulated, loss scaling; FlashAttention's tiled arithmetic; the book model handed to transformers | 9 |
 //! | [`one_page`] | the whole model in one file of plain Rust, trained beside the library | appendix A |
 //! | [`book_model`] | the book's trained model: trained once, cached on disk, shared by chapters 2-9 | 2-9 |
+//! | [`greedy`] | greedy continuations of many prompts at once through the KV-cached decoder, with the distributions each token came from | 6, 8 |
 //! | [`cache`] | results trained once and kept on disk, keyed by the code and settings that made them | all |
 //! | [`plot`] | line, bar, heat-map and scatter charts as SVG | all |
 //! | [`figures`] | every figure of the book and the run that draws it | all |
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod embeddings;
 pub mod figures;
 pub mod finetuning;
+pub mod greedy;
 pub mod inference;
 pub mod limits;
 pub mod one_page;

@@ -43,6 +43,7 @@ use listings::train::run::{TrainConfig, run};
 use listings::train::step::{TrainError, Trainer};
 
 use crate::cache;
+use crate::greedy::{Continuation, continuations, log_softmax_at};
 
 // ---------------------------------------------------------------------------
 // Invented people and pets.
@@ -314,123 +315,6 @@ fn load_facts_model(path: &Path) -> Result<FactsModel> {
 // ---------------------------------------------------------------------------
 // Answers, and the probabilities they were written with.
 
-/// What a model wrote after one prompt, greedily, and the distributions it
-/// chose each token from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Continuation {
-    /// The tokens written, the stop token included if one was written.
-    pub ids: Vec<u32>,
-    /// The logits each token of `ids` was chosen from, one row per token.
-    pub logits: Vec<Vec<f32>>,
-    /// Whether a stop token ended it within the budget.
-    pub stopped: bool,
-    /// The tokens that would have stopped it.
-    pub stops: Vec<u32>,
-}
-
-impl Continuation {
-    /// The natural log of the probability of what the model wrote, with
-    /// every distribution at `temperature` (logits divided by it): the
-    /// product of its tokens' probabilities, the last one (if it stopped)
-    /// being the probability of stopping there with any stop token, since
-    /// they all end the answer alike.
-    pub fn log_prob(&self, temperature: f64) -> f64 {
-        let last = self.ids.len().saturating_sub(1);
-        (self.logits.iter().zip(&self.ids).enumerate())
-            .map(|(i, (row, &id))| {
-                if self.stopped && i == last {
-                    log_softmax_of(row, &self.stops, temperature)
-                } else {
-                    log_softmax_of(row, &[id], temperature)
-                }
-            })
-            .sum()
-    }
-}
-
-/// `ln Σ softmax(logits / temperature)[id]` over `ids`, in f64.
-pub fn log_softmax_of(logits: &[f32], ids: &[u32], temperature: f64) -> f64 {
-    let max = f64::from(logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)));
-    let weight = |l: f32| ((f64::from(l) - max) / temperature).exp();
-    let sum: f64 = logits.iter().map(|&l| weight(l)).sum();
-    let part: f64 = ids.iter().map(|&id| weight(logits[id as usize])).sum();
-    (part / sum).ln()
-}
-
-/// `ln softmax(logits / temperature)[id]`, in f64.
-pub fn log_softmax_at(logits: &[f32], id: u32, temperature: f64) -> f64 {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
-    let sum: f64 = (logits.iter())
-        .map(|&l| ((f64::from(l) - f64::from(max)) / temperature).exp())
-        .sum();
-    (f64::from(logits[id as usize]) - f64::from(max)) / temperature - sum.ln()
-}
-
-/// The index of the largest logit (the first, on a tie).
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// Greedy continuations of every prompt at once (the KV-cached decoder of
-/// chapter 7, one batch per step), up to `max_tokens` each, a prompt
-/// stopping at a token `stop` marks or when its context is full.
-pub fn greedy_with_logits(
-    decoder: &Decoder,
-    prompts: &[Vec<u32>],
-    max_tokens: usize,
-    stop: &[bool],
-) -> Result<Vec<Continuation>> {
-    let n = prompts.len();
-    let block = decoder.config().block_size;
-    let mut caches: Vec<KvCache> = (0..n).map(|_| decoder.new_cache()).collect();
-    let stops: Vec<u32> = (0..stop.len() as u32)
-        .filter(|&id| stop[id as usize])
-        .collect();
-    let mut out = vec![
-        Continuation {
-            ids: Vec::new(),
-            logits: Vec::new(),
-            stopped: false,
-            stops,
-        };
-        n
-    ];
-    let mut feed: Vec<Vec<u32>> = prompts.to_vec();
-    let mut active: Vec<bool> = prompts.iter().map(|p| !p.is_empty()).collect();
-    for _ in 0..max_tokens {
-        let rows: Vec<usize> = (0..n).filter(|&i| active[i]).collect();
-        if rows.is_empty() {
-            break;
-        }
-        let mut segments: Vec<Segment> = (caches.iter_mut().zip(&feed).zip(&active))
-            .filter(|(_, a)| **a)
-            .map(|((cache, tokens), _)| Segment { cache, tokens })
-            .collect();
-        let logits = decoder.forward(&mut segments, Logits::Last)?;
-        drop(segments);
-        for (row, &i) in logits.rows().into_iter().zip(&rows) {
-            let row = row.to_vec();
-            let next = argmax(&row);
-            out[i].ids.push(next);
-            out[i].logits.push(row);
-            feed[i] = vec![next];
-            if stop.get(next as usize).copied().unwrap_or(false) {
-                out[i].stopped = true;
-                active[i] = false;
-            } else if caches[i].len() >= block {
-                active[i] = false;
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// For each token id of `tokenizer`, whether its text holds a newline: the
 /// tokens that end an answer in the corpus's `Q:`/`A:` format.
 pub fn newline_tokens(tokenizer: &TextTokenizer) -> Vec<bool> {
@@ -466,7 +350,7 @@ pub fn qa_answers(
         .map(|q| Ok(tokenizer.encode(&qa_prompt(q))?))
         .collect::<Result<Vec<_>>>()?;
     let stop = newline_tokens(tokenizer);
-    let continued = greedy_with_logits(&decoder, &prompts, 12, &stop)?;
+    let continued = continuations(&decoder, &prompts, 12, &stop)?;
     Ok(continued
         .into_iter()
         .map(|c| (answer_text(tokenizer, &c.ids, None), c))
@@ -1024,7 +908,7 @@ pub fn graded_chat(
         .collect::<Result<Vec<_>>>()?;
     let mut stop = vec![false; tokenizer.vocab_size()];
     stop[end as usize] = true;
-    let continued = greedy_with_logits(&decoder, &prompts, 24, &stop)?;
+    let continued = continuations(&decoder, &prompts, 24, &stop)?;
     Ok((continued.into_iter().zip(questions))
         .map(|(c, q)| {
             let text = answer_text(tokenizer, &c.ids, Some(end));
@@ -1417,7 +1301,7 @@ fn ask(
         .map(|t| Ok(model.tokenizer.encode(&format!("{t}\nA:"))?))
         .collect::<Result<Vec<_>>>()?;
     let stop = newline_tokens(&model.tokenizer);
-    let continued = greedy_with_logits(&decoder, &prompts, 12, &stop)?;
+    let continued = continuations(&decoder, &prompts, 12, &stop)?;
     Ok((continued.into_iter())
         .map(|c| (answer_text(&model.tokenizer, &c.ids, None), c))
         .collect())
@@ -1512,6 +1396,7 @@ pub fn reversal_of(model: &FactsModel) -> Result<Reversal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::greedy::argmax;
     use std::collections::BTreeSet;
 
     fn tokenizer() -> TextTokenizer {
@@ -1744,11 +1629,6 @@ mod tests {
         let e = std::f64::consts::E;
         let expected = e / (e + 3.0) * (2.0 * e / (2.0 * e + 2.0));
         assert!((a.point(1.0).0 - expected).abs() < 1e-9);
-        assert!((log_softmax_of(&[0.0, 3f32.ln()], &[1], 1.0) - 0.75_f64.ln()).abs() < 1e-6);
-        assert!(
-            (log_softmax_at(&[0.0, 2.0], 1, 2.0) - log_softmax_of(&[0.0, 1.0], &[1], 1.0)).abs()
-                < 1e-9
-        );
         // Always right but unsure: a colder temperature fits.
         let unsure: Vec<GradedAnswer> = (0..20)
             .map(|_| graded(vec![0.5, 0.0, 0.0, 0.0], true))
@@ -1787,20 +1667,9 @@ mod tests {
     }
 
     #[test]
-    fn cached_decoding_agrees_with_the_full_forward_pass() {
+    fn candidates_are_scored_as_one_full_forward_pass_scores_them() {
         let tok = tokenizer();
         let gpt = Gpt::new(GptConfig::toy(tok.vocab_size()), 3).unwrap();
-        let decoder = Decoder::new(&gpt, Format::F32).unwrap();
-        let texts = ["Q: Who is the mayor of Pellmere?\nA:", "Once upon a time"];
-        let prompts: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t).unwrap()).collect();
-        let none = vec![false; tok.vocab_size()];
-        let ours = greedy_with_logits(&decoder, &prompts, 6, &none).unwrap();
-        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-        let theirs = crate::finetuning::greedy_continuations(&gpt, &tok, &texts, 6, None).unwrap();
-        for (o, (ids, _)) in ours.iter().zip(&theirs) {
-            assert_eq!(&o.ids, ids);
-            assert_eq!(o.logits.len(), 6);
-        }
         // A candidate's log-probability is the sum over its tokens of one
         // full forward pass.
         let prompt = "Q: Whose pet is Bimble?\nA:".to_string();
