@@ -348,8 +348,19 @@ fn beam_search_of_width_one_is_greedy_and_wider_beams_are_likelier() {
     let four = beam_search(&dec, &[2, 7], 4, 10, &[]).unwrap();
     assert_eq!(four.len(), 4);
     assert!(four.windows(2).all(|w| w[0].log_prob >= w[1].log_prob));
-    assert!((four[0].log_prob - log_prob(&four[0].tokens)).abs() < 1e-3);
     assert!(four[0].log_prob >= one[0].log_prob - 1e-4);
+    // Every beam's score is its text's, recomputed without a cache: each
+    // beam went on from its own parent's keys and values, whether its
+    // cache was moved or copied. With a stop token, some beams end early.
+    let stop = four[1].tokens[2];
+    let stopped = beam_search(&dec, &[2, 7], 4, 10, &[stop]).unwrap();
+    assert!(stopped.iter().any(|b| b.finished), "{stopped:?}");
+    for beam in four.iter().chain(&stopped) {
+        assert!(
+            (beam.log_prob - log_prob(&beam.tokens)).abs() < 1e-3,
+            "{beam:?}"
+        );
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::decode::{DecodeError, Decoder, Logits, Segment};
+use super::kv::KvCache;
 use super::sampler::{Sampler, Sampling, SamplingError};
 
 // ANCHOR: generate_config
@@ -298,19 +299,39 @@ pub fn beam_search(
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-        let mut next = Vec::new();
+        // The likeliest until `width` of them go on; finished ones on the
+        // way are set aside. `children[b]` counts beam b's that go on.
+        let (mut kept, mut children, mut going_on) = (Vec::new(), vec![0; live.len()], 0);
         for (log_prob, b, id) in candidates {
-            if next.len() == width {
+            if going_on == width {
                 break;
             }
-            let mut beam = live[b].1.clone();
+            if !stop_tokens.contains(&id) {
+                children[b] += 1;
+                going_on += 1;
+            }
+            kept.push((log_prob, b, id));
+        }
+        // A beam's cache goes to its last child going on, and is copied
+        // for the others: a cache holds the whole context's keys and values.
+        let mut parents: Vec<(Option<KvCache>, Beam)> =
+            live.into_iter().map(|(c, b)| (Some(c), b)).collect();
+        let mut next = Vec::new();
+        for (log_prob, b, id) in kept {
+            let mut beam = parents[b].1.clone();
             beam.tokens.push(id);
             beam.log_prob = log_prob;
             if stop_tokens.contains(&id) {
                 beam.finished = true;
                 done.push(beam);
             } else {
-                next.push((live[b].0.clone(), beam));
+                children[b] -= 1;
+                let cache = if children[b] == 0 {
+                    parents[b].0.take()
+                } else {
+                    parents[b].0.clone()
+                };
+                next.push((cache.expect("moved to the last child only"), beam));
             }
         }
         done.sort_by(|a, b| b.log_prob.total_cmp(&a.log_prob));
