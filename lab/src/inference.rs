@@ -297,9 +297,14 @@ pub struct SpeculativeRow {
     pub acceptance: f64,
     /// New tokens per target pass, measured.
     pub tokens_per_pass: f64,
-    /// New tokens per target pass that the acceptance rate predicts,
-    /// `(1 - a^(g+1)) / (1 - a)`, if guesses were accepted independently.
+    /// New tokens per target pass that the acceptance rate predicts if
+    /// guesses were accepted independently: `(1 - a^(g+1)) / (1 - a)` a
+    /// round, except in the last rounds of a text, which guess fewer
+    /// ([`expected_rounds`]).
     pub predicted: f64,
+    /// The same prediction with `g` guesses in every round, the last ones
+    /// included: `(1 - a^(g+1)) / (1 - a)`.
+    pub untruncated: f64,
 }
 
 // ANCHOR: speculative_rows
@@ -331,12 +336,38 @@ pub fn speculative_rows(
                 guesses: g,
                 acceptance: a,
                 tokens_per_pass: tokens as f64 / rounds as f64,
-                predicted: (0..=g).map(|i| a.powi(i as i32)).sum(), // (1 - a^(g+1)) / (1 - a)
+                predicted: new_tokens as f64 / expected_rounds(a, g, new_tokens),
+                untruncated: (0..=g).map(|i| a.powi(i as i32)).sum(), // (1 - a^(g+1)) / (1 - a)
             })
         })
         .collect()
 }
 // ANCHOR_END: speculative_rows
+
+/// The target passes expected to write `n` tokens with up to `g` guesses a
+/// round, each accepted with probability `a` independently of the others,
+/// a round guessing no more than the tokens left less one, as
+/// `speculative_generate` does. A round that accepts `k` guesses writes
+/// `k + 1` tokens (the last from the target), so with `rounds[m]` the
+/// passes for `m` tokens left, `rounds[m] = 1 + Σ_k P(k) rounds[m - k - 1]`.
+pub fn expected_rounds(a: f64, g: usize, n: usize) -> f64 {
+    let mut rounds = vec![0.0; n + 1];
+    for left in 1..=n {
+        let g = g.min(left - 1);
+        let mut expected = 1.0;
+        for k in 0..=g {
+            // k accepted, then a rejection; or all g accepted.
+            let p = if k < g {
+                a.powi(k as i32) * (1.0 - a)
+            } else {
+                a.powi(g as i32)
+            };
+            expected += p * rounds[left - k - 1];
+        }
+        rounds[left] = expected;
+    }
+    rounds[n]
+}
 
 /// Milliseconds per new token at each context length, with the cache and
 /// without, for a model of `config`'s shape with random weights: `(context,
@@ -693,8 +724,8 @@ pub fn distribution_figure(path: &std::path::Path) -> anyhow::Result<()> {
 pub const GUESSES: [usize; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 /// Figure: tokens per target pass against the number of guesses, measured
-/// and predicted from the acceptance rate, with the book model's first
-/// block as the draft.
+/// and predicted from the acceptance rate (with the texts' short last
+/// rounds, and without), with the book model's first block as the draft.
 pub fn speculative_figure(path: &std::path::Path) -> anyhow::Result<()> {
     use crate::plot::{Axes, Series, line_chart_with_legend};
     let book = book()?;
@@ -710,8 +741,12 @@ pub fn speculative_figure(path: &std::path::Path) -> anyhow::Result<()> {
             points: points(|r| r.tokens_per_pass),
         },
         Series {
-            name: "(1 - a^(g+1)) / (1 - a), a measured",
+            name: "predicted from a, the last rounds guessing fewer",
             points: points(|r| r.predicted),
+        },
+        Series {
+            name: "(1 - a^(g+1)) / (1 - a): g guesses every round",
+            points: points(|r| r.untruncated),
         },
         Series {
             name: "every guess accepted: g + 1",
@@ -1030,6 +1065,21 @@ pub fn draw_margin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_rounds_at_the_edges_and_for_long_texts() {
+        // Nothing accepted: one token a round. Everything accepted: g + 1
+        // a round, the last round writing what is left.
+        assert_eq!(expected_rounds(0.0, 4, 48), 48.0);
+        assert_eq!(expected_rounds(1.0, 4, 48), 10.0);
+        assert_eq!(expected_rounds(1.0, 8, 48), 6.0);
+        // Over a long text the cut-short last rounds stop mattering.
+        let (a, g) = (0.8_f64, 4);
+        let formula = (1.0 - a.powi(g as i32 + 1)) / (1.0 - a);
+        let long = 100_000.0 / expected_rounds(a, g, 100_000);
+        assert!((long - formula).abs() < 1e-3, "{long} vs {formula}");
+        assert!(48.0 / expected_rounds(a, g, 48) < formula);
+    }
 
     #[test]
     fn loops_are_found_at_the_end_only() {
